@@ -1,0 +1,5 @@
+"""Allow `python -m pipelinectl`."""
+
+from pipelinectl.cli import main
+
+main()
