@@ -1,0 +1,421 @@
+"""Small, pinned patches to moto internals so it behaves like AWS where the pipeline relies on it.
+
+Every patch here fixes one measured difference between moto and AWS (DESIGN.md §5), replaces
+one attribute of one moto class, and has tests in ``tests/localaws/test_motocompat.py``: one
+proving that unpatched moto still has the defect (when moto fixes it, that test fails and the
+patch can go) and one proving the patched behaviour.
+
+Usage, in-process or before starting moto's server in this process::
+
+    with moto.mock_aws():
+        motocompat.apply()
+        ...
+
+:func:`apply` is idempotent and cheap after the first call. The patches are process-wide (they
+replace class attributes), so they also hold for ``moto.server.ThreadedMotoServer``.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: moto versions these patches were written against and tested with: [low, high).
+TESTED_MOTO_RANGE: tuple[tuple[int, int, int], tuple[int, int, int]] = ((5, 2, 1), (5, 3, 0))
+#: Set to 1 to apply the patches to an untested moto version anyway (at your own risk).
+SKIP_VERSION_CHECK_ENV = "PIPELINECTL_MOTO_ANY_VERSION"
+
+
+class MotoVersionError(RuntimeError):
+    """The installed moto is outside the range the compatibility patches were tested with."""
+
+
+def _version_tuple(version: str) -> tuple[int, int, int]:
+    parts = [int(m.group()) for m in (re.match(r"\d+", p) for p in version.split(".")[:3]) if m]
+    parts += [0] * (3 - len(parts))
+    return parts[0], parts[1], parts[2]
+
+
+def _dotted(version: tuple[int, int, int]) -> str:
+    text = ".".join(map(str, version))
+    return text.removesuffix(".0") if version[2] == 0 else text
+
+
+def check_moto_version(version: str | None = None) -> None:
+    """Raise :class:`MotoVersionError` unless moto (or ``version``) is in the tested range."""
+    if version is None:
+        import moto
+
+        version = str(moto.__version__)
+    low, high = TESTED_MOTO_RANGE
+    if low <= _version_tuple(version) < high:
+        return
+    if os.environ.get(SKIP_VERSION_CHECK_ENV) == "1":
+        log.warning("moto %s is outside the tested range; patching anyway", version)
+        return
+    want = f">={_dotted(low)},<{_dotted(high)}"
+    raise MotoVersionError(
+        f"moto {version} is installed but the local AWS is tested with moto{want}; "
+        f"run `pip install 'moto[server]{want}'` (or set {SKIP_VERSION_CHECK_ENV}=1 to try anyway)."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Patch bookkeeping
+
+
+@dataclass
+class _Patch:
+    owner: Any
+    name: str
+    build: Callable[[Any], Any]  # original attribute -> replacement
+    original: Any = None
+
+
+_lock = threading.Lock()
+_MISSING = object()  # the patched name was an instance attribute, not a class attribute
+_applied: list[_Patch] = []
+
+
+def _patches() -> list[_Patch]:
+    from moto.events.models import Rule
+    from moto.s3.models import FakeBucket
+    from moto.s3.responses import S3Response
+    from moto.sqs.models import Queue
+
+    return [
+        _Patch(S3Response, "get_bucket_notification", _bucket_notification_with_eventbridge),
+        _Patch(FakeBucket, "get_permission", lambda _orig: _bucket_get_permission),
+        _Patch(Rule, "send_to_targets", _send_to_targets_with_sns),
+        _Patch(Queue, "lambda_event_source_mappings", lambda _orig: _NO_SYNC_ESM),
+    ]
+
+
+def apply() -> None:
+    """Check moto's version and install every patch (idempotent, thread-safe)."""
+    if _applied:
+        return
+    with _lock:
+        if _applied:
+            return
+        check_moto_version()
+        for patch in _patches():
+            patch.original = patch.owner.__dict__.get(patch.name, _MISSING)
+            setattr(patch.owner, patch.name, patch.build(patch.original))
+            _applied.append(patch)
+
+
+def revert() -> None:
+    """Restore moto's own behaviour (for the tests that prove moto still needs the patches)."""
+    with _lock:
+        while _applied:
+            patch = _applied.pop()
+            if patch.original is _MISSING:
+                delattr(patch.owner, patch.name)
+            else:
+                setattr(patch.owner, patch.name, patch.original)
+
+
+def is_applied() -> bool:
+    return bool(_applied)
+
+
+@contextmanager
+def unpatched() -> Iterator[None]:
+    """Run a block against plain moto, re-applying the patches afterwards if they were on."""
+    was_applied = is_applied()
+    revert()
+    try:
+        yield
+    finally:
+        if was_applied:
+            apply()
+
+
+# --------------------------------------------------------------------------------------------
+# a. GetBucketNotificationConfiguration omits EventBridgeConfiguration
+
+
+def _bucket_notification_with_eventbridge(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """moto stores a bucket's ``EventBridgeConfiguration`` but never returns it.
+
+    AWS returns ``EventBridgeConfiguration: {}`` when EventBridge notifications are on; without it
+    an idempotent ``up`` that reads state the AWS way re-applies the setting on every run. We let
+    moto build its response and add the element when the stored configuration has it.
+    """
+    from moto.core.responses import ActionResult
+
+    def get_bucket_notification(self: Any) -> Any:
+        config = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if config is None or config.event_bridge is None:
+            return original(self)
+        serialize = self.serialized  # a response object serves one request only
+
+        def serialized(result: Any) -> Any:
+            body = result.result if isinstance(result.result, dict) else {}
+            return serialize(ActionResult({**body, "EventBridgeConfiguration": {}}))
+
+        self.serialized = serialized
+        try:
+            return original(self)
+        finally:
+            del self.serialized
+
+    return get_bucket_notification
+
+
+# --------------------------------------------------------------------------------------------
+# b. Bucket policy conditions
+
+
+def _bucket_request_context(bucket: Any) -> dict[str, list[str]]:
+    """Condition keys known for a request to the local S3 (lower-cased key -> values).
+
+    ``aws:SecureTransport`` is ``true``: the local AWS stands in for AWS's HTTPS endpoints, and a
+    TLS-only bucket policy (deny when it is ``false``) must not lock out every client. The caller
+    is local, so ``aws:SourceIp`` is the loopback address.
+    """
+    now = datetime.now(UTC)
+    return {
+        "aws:securetransport": ["true"],
+        "aws:sourceip": ["127.0.0.1"],
+        "aws:currenttime": [now.strftime("%Y-%m-%dT%H:%M:%SZ")],
+        "aws:epochtime": [str(int(now.timestamp()))],
+        "s3:resourceaccount": [str(bucket.account_id)],
+        "aws:resourceaccount": [str(bucket.account_id)],
+    }
+
+
+def _bucket_get_permission(self: Any, action: str, resource: str) -> Any:
+    """moto evaluates only ``StringEquals`` and treats every other condition operator as met.
+
+    So ``Deny s3:* if Bool aws:SecureTransport = false`` denies everything and every object
+    operation gets 403 (and moto even answers DENIED for an Allow whose condition fails). Here
+    each statement's condition block is evaluated properly (see :func:`conditions_met`); a
+    statement whose conditions are not met does not apply. Action, resource and principal
+    matching stay moto's.
+    """
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+
+    if self.policy is None:
+        return PermissionResult.NEUTRAL
+    statements = json.loads(self.policy.decode())["Statement"]
+    if isinstance(statements, dict):
+        statements = [statements]
+    context = _bucket_request_context(self)
+    permitted = False
+    for statement in statements:
+        if not conditions_met(statement.get("Condition") or {}, context):
+            continue
+        bare = {k: v for k, v in statement.items() if k != "Condition"}
+        result = IAMPolicyStatement(bare).is_action_permitted(action, resource)
+        if result == PermissionResult.DENIED:
+            return result
+        permitted = permitted or result == PermissionResult.PERMITTED
+    return PermissionResult.PERMITTED if permitted else PermissionResult.NEUTRAL
+
+
+def _like(pattern: str, value: str) -> bool:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+def _number(text: str) -> float:
+    return float(text)
+
+
+def _date(text: str) -> float:
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        return float(text)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _ip(expected: str, actual: str) -> bool:
+    return ipaddress.ip_address(actual) in ipaddress.ip_network(expected, strict=False)
+
+
+_Match = Callable[[str, str], bool]  # (policy value, request value) -> match
+_POSITIVE: dict[str, _Match] = {
+    "stringequals": lambda e, a: e == a,
+    "stringequalsignorecase": lambda e, a: e.lower() == a.lower(),
+    "stringlike": _like,
+    "numericequals": lambda e, a: _number(a) == _number(e),
+    "numericlessthan": lambda e, a: _number(a) < _number(e),
+    "numericlessthanequals": lambda e, a: _number(a) <= _number(e),
+    "numericgreaterthan": lambda e, a: _number(a) > _number(e),
+    "numericgreaterthanequals": lambda e, a: _number(a) >= _number(e),
+    "dateequals": lambda e, a: _date(a) == _date(e),
+    "datelessthan": lambda e, a: _date(a) < _date(e),
+    "datelessthanequals": lambda e, a: _date(a) <= _date(e),
+    "dategreaterthan": lambda e, a: _date(a) > _date(e),
+    "dategreaterthanequals": lambda e, a: _date(a) >= _date(e),
+    "bool": lambda e, a: e.lower() == a.lower(),
+    "binaryequals": lambda e, a: e == a,
+    "ipaddress": _ip,
+    "arnequals": _like,  # AWS: ArnEquals and ArnLike behave the same
+    "arnlike": _like,
+}
+_NEGATED: dict[str, str] = {
+    "stringnotequals": "stringequals",
+    "stringnotequalsignorecase": "stringequalsignorecase",
+    "stringnotlike": "stringlike",
+    "numericnotequals": "numericequals",
+    "datenotequals": "dateequals",
+    "notipaddress": "ipaddress",
+    "arnnotequals": "arnequals",
+    "arnnotlike": "arnlike",
+}
+
+
+def _as_strings(value: Any) -> list[str]:
+    values = value if isinstance(value, list) else [value]
+    return [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
+
+
+def _condition_met(operator: str, expected: list[str], actual: list[str] | None) -> bool:
+    """One operator on one key, following IAM's documented evaluation rules."""
+    op = operator.lower()
+    qualifier = ""
+    if ":" in op:
+        qualifier, op = op.split(":", 1)
+    if_exists = op.endswith("ifexists")
+    op = op.removesuffix("ifexists")
+    if op == "null":
+        return (actual is None) == (expected[0].lower() == "true")
+    negated = op in _NEGATED
+    match = _POSITIVE.get(_NEGATED.get(op, op))
+    if match is None:
+        log.warning("condition operator %s is not supported; treating it as not met", operator)
+        return False
+    if actual is None:
+        return if_exists or negated or qualifier == "forallvalues"
+
+    def one(value: str) -> bool:
+        try:
+            hit = any(match(e, value) for e in expected)
+        except ValueError:
+            hit = False
+        return not hit if negated else hit
+
+    if qualifier == "forallvalues":
+        return all(one(v) for v in actual)
+    return any(one(v) for v in actual)
+
+
+def conditions_met(condition_block: dict[str, Any], context: dict[str, list[str]]) -> bool:
+    """True when every operator/key pair of a policy ``Condition`` block holds for ``context``.
+
+    ``context`` maps lower-cased condition keys to their request values. Supported: String*,
+    Numeric*, Date*, Bool, BinaryEquals, IpAddress/NotIpAddress, Arn*, Null, the ``IfExists``
+    suffix and the ``ForAllValues:``/``ForAnyValue:`` prefixes. A missing key fails positive
+    operators and satisfies negated ones, as IAM documents. Unknown operators are not met.
+    """
+    for operator, pairs in condition_block.items():
+        for key, expected in pairs.items():
+            if not _condition_met(operator, _as_strings(expected), context.get(key.lower())):
+                return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# c. EventBridge rules with SNS targets
+
+
+def _send_to_targets_with_sns(original: Callable[..., None]) -> Callable[..., None]:
+    """moto has no SNS target: it raises NotImplementedError for it.
+
+    For S3 events moto swallows that error, so nothing is delivered, and the loop over rules
+    stops, so later rules receive nothing either. Here SNS targets publish the event JSON as
+    the message (what AWS does without an input transformation; ``Input``, ``InputPath`` and
+    ``InputTransformer`` are honoured), every other target goes to moto one at a time, and a
+    failing target is logged without stopping the others. S3 events, which moto stamps with
+    one constant id, get a fresh id per event, as on AWS.
+    """
+    from moto.events.utils import _BASE_EVENT_MESSAGE
+
+    def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+        if not self.event_pattern.matches_event(original_event):
+            return
+        if original_event.get("id") == _BASE_EVENT_MESSAGE["id"]:
+            original_event["id"] = str(uuid.uuid4())  # shared by the rules of one S3 event
+        for target in list(self.targets):
+            try:
+                if target["Arn"].split(":")[2] == "sns":
+                    _publish_event_to_sns(target, original_event, transform_input)
+                else:
+                    single = copy.copy(self)
+                    single.targets = [target]
+                    original(single, original_event, transform_input)
+            except Exception:
+                log.exception("rule %s could not deliver to %s", self.name, target.get("Arn"))
+
+    return send_to_targets
+
+
+def _publish_event_to_sns(target: dict[str, Any], event: dict[str, Any], transform: bool) -> None:
+    from moto.events.utils import EventTemplateParser
+    from moto.sns.models import sns_backends
+
+    body = {k: v for k, v in event.items() if k != "ingestion-time"}
+    if isinstance(body.get("time"), int | float):
+        body["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(body["time"])))
+    message: str
+    if transform and "Input" in target:
+        message = str(target["Input"])
+    elif transform and "InputPath" in target:
+        from jsonpath_ng.ext import parse  # type: ignore[attr-defined]
+
+        found = parse(target["InputPath"]).find(body)
+        message = json.dumps(found[0].value if found else None)
+    elif transform and "InputTransformer" in target:
+        transformer = target["InputTransformer"]
+        with_time: Any = {"ingestion-time": event.get("ingestion-time", time.time()), **body}
+        result = EventTemplateParser.parse(
+            input_template=transformer.get("InputTemplate"),
+            input_paths_map=transformer.get("InputPathsMap", {}),
+            event=with_time,
+        )
+        message = result if isinstance(result, str) else json.dumps(result)
+    else:
+        message = json.dumps(body)
+    _, _, _, region, account, _ = target["Arn"].split(":", 5)
+    sns_backends[account][region].publish(message=message, arn=target["Arn"])
+
+
+# --------------------------------------------------------------------------------------------
+# d. Event source mappings invoked inside SendMessage
+
+
+class _NoSyncEventSourceMappings:
+    """moto runs a queue's event source mappings synchronously inside SendMessage.
+
+    It receives a batch, "invokes" the function and, without Docker, deletes the messages
+    without running any code (and ignores ReportBatchItemFailures). On AWS the Lambda service
+    polls the queue; our local AWS does that with its own poller. Replacing the queue's
+    ``lambda_event_source_mappings`` with an always-empty view stops the inline invocation;
+    the mappings themselves stay in the Lambda backend (``ListEventSourceMappings``).
+    """
+
+    def __get__(self, instance: Any, owner: Any = None) -> dict[str, Any]:
+        return {}  # a fresh dict: writes into it go nowhere
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        # moto's Queue.__init__ assigns it; keep it where moto would, for after revert()
+        instance.__dict__["lambda_event_source_mappings"] = value
+
+
+_NO_SYNC_ESM = _NoSyncEventSourceMappings()

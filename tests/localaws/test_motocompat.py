@@ -1,0 +1,435 @@
+"""Each moto patch: unpatched moto still has the defect (so we notice when moto fixes it and the
+patch can go), and the patched behaviour is AWS's."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import moto
+import pytest
+
+from pipelinectl.localaws import motocompat
+
+REGION = "us-east-1"
+BUCKET = "compat-bucket-1"
+
+
+@pytest.fixture
+def patched() -> Iterator[None]:
+    with moto.mock_aws():
+        motocompat.apply()
+        yield
+
+
+@pytest.fixture
+def plain_moto() -> Iterator[None]:
+    with moto.mock_aws(), motocompat.unpatched():
+        yield
+
+
+def client(service: str) -> Any:
+    return boto3.client(service, region_name=REGION)
+
+
+# -------------------------------------------------------------------------------- version / apply
+
+
+@pytest.mark.parametrize("version", ["5.2.1", "5.2.5", "5.2.99", "5.2.6.dev3"])
+def test_tested_versions_pass(version: str) -> None:
+    motocompat.check_moto_version(version)
+
+
+@pytest.mark.parametrize("version", ["5.2.0", "5.3.0", "6.0.0", "4.2.14"])
+def test_untested_versions_are_refused_with_the_fix(
+    version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(motocompat.SKIP_VERSION_CHECK_ENV, raising=False)
+    with pytest.raises(
+        motocompat.MotoVersionError, match=r"pip install 'moto\[server\]>=5.2.1,<5.3'"
+    ):
+        motocompat.check_moto_version(version)
+
+
+def test_version_check_can_be_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(motocompat.SKIP_VERSION_CHECK_ENV, "1")
+    motocompat.check_moto_version("6.0.0")
+
+
+def test_installed_moto_is_in_range() -> None:
+    motocompat.check_moto_version()
+
+
+def test_apply_is_idempotent_and_cheap() -> None:
+    with moto.mock_aws():
+        motocompat.apply()
+        start = time.perf_counter()
+        for _ in range(10_000):
+            motocompat.apply()
+        assert time.perf_counter() - start < 0.1
+        assert motocompat.is_applied()
+
+
+def test_revert_restores_and_reapply_works() -> None:
+    from moto.s3.models import FakeBucket
+
+    motocompat.apply()
+    patched_fn = FakeBucket.get_permission
+    with motocompat.unpatched():
+        assert FakeBucket.get_permission is not patched_fn
+        assert not motocompat.is_applied()
+    assert motocompat.is_applied()
+    assert FakeBucket.get_permission is patched_fn
+
+
+# -------------------------------------------------------------------------------- a. notification
+
+
+def _bucket_with_eventbridge() -> Any:
+    s3 = client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_notification_configuration(
+        Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    return s3
+
+
+def test_defect_a_moto_drops_eventbridge_configuration(plain_moto: None) -> None:
+    s3 = _bucket_with_eventbridge()
+    assert "EventBridgeConfiguration" not in s3.get_bucket_notification_configuration(Bucket=BUCKET)
+
+
+def test_patch_a_eventbridge_configuration_is_returned(patched: None) -> None:
+    s3 = _bucket_with_eventbridge()
+    got = s3.get_bucket_notification_configuration(Bucket=BUCKET)
+    assert got["EventBridgeConfiguration"] == {}
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={})
+    assert "EventBridgeConfiguration" not in s3.get_bucket_notification_configuration(Bucket=BUCKET)
+
+
+def test_patch_a_keeps_other_configurations(patched: None) -> None:
+    s3 = client("s3")
+    sqs = client("sqs")
+    s3.create_bucket(Bucket=BUCKET)
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    s3.put_bucket_notification_configuration(
+        Bucket=BUCKET,
+        NotificationConfiguration={
+            "EventBridgeConfiguration": {},
+            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}],
+        },
+    )
+    got = s3.get_bucket_notification_configuration(Bucket=BUCKET)
+    assert got["EventBridgeConfiguration"] == {}
+    assert got["QueueConfigurations"][0]["QueueArn"] == arn
+
+
+# -------------------------------------------------------------------------------- b. policy
+
+
+def _tls_only_policy(bucket: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "DenyInsecureTransport",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ],
+        }
+    )
+
+
+def test_defect_b_moto_ignores_bool_condition(plain_moto: None) -> None:
+    s3 = client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=_tls_only_policy(BUCKET))
+    with pytest.raises(s3.exceptions.ClientError, match=r"403|AccessDenied"):
+        s3.put_object(Bucket=BUCKET, Key="k", Body=b"x")
+
+
+def test_patch_b_tls_only_policy_allows_object_operations(patched: None) -> None:
+    s3 = client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=_tls_only_policy(BUCKET))
+    s3.put_object(Bucket=BUCKET, Key="incoming/a.csv", Body=b"x")
+    assert s3.get_object(Bucket=BUCKET, Key="incoming/a.csv")["Body"].read() == b"x"
+    s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "incoming/a.csv"}]})
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+
+
+def test_patch_b_met_conditions_still_deny(patched: None) -> None:
+    s3 = client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    policy = json.loads(_tls_only_policy(BUCKET))
+    policy["Statement"][0]["Condition"] = {"Bool": {"aws:SecureTransport": "true"}}
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(policy))
+    with pytest.raises(s3.exceptions.ClientError, match=r"403|AccessDenied"):
+        s3.put_object(Bucket=BUCKET, Key="k", Body=b"x")
+
+
+CTX = {
+    "aws:securetransport": ["true"],
+    "aws:sourcearn": ["arn:aws:events:us-east-1:123456789012:rule/ecommerce-object-created"],
+    "aws:sourceip": ["127.0.0.1"],
+    "s3:max-keys": ["10"],
+    "aws:currenttime": ["2024-08-09T12:34:56Z"],
+}
+RULE_ARN = "arn:aws:events:us-east-1:123456789012:rule/ecommerce-object-created"
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        ({"Bool": {"aws:SecureTransport": "false"}}, False),
+        ({"Bool": {"aws:SecureTransport": "true"}}, True),
+        ({"Bool": {"aws:SecureTransport": True}}, True),
+        ({"Bool": {"aws:MultiFactorAuthPresent": "false"}}, False),
+        ({"BoolIfExists": {"aws:MultiFactorAuthPresent": "false"}}, True),
+        ({"StringEquals": {"aws:SourceArn": RULE_ARN}}, True),
+        ({"StringEquals": {"aws:SourceArn": ["x", RULE_ARN]}}, True),
+        ({"StringEquals": {"aws:SourceArn": "x"}}, False),
+        ({"StringNotEquals": {"aws:SourceArn": "x"}}, True),
+        ({"StringNotEquals": {"aws:SourceArn": RULE_ARN}}, False),
+        ({"StringNotEquals": {"aws:PrincipalOrgID": "o-1"}}, True),  # missing key
+        ({"StringEquals": {"aws:PrincipalOrgID": "o-1"}}, False),  # missing key
+        ({"StringEqualsIgnoreCase": {"aws:SourceArn": RULE_ARN.upper()}}, True),
+        ({"StringLike": {"aws:SourceArn": "arn:aws:events:*:rule/ecommerce-*"}}, True),
+        ({"StringLike": {"aws:SourceArn": "arn:aws:events:*:rule/other-*"}}, False),
+        ({"StringNotLike": {"aws:SourceArn": "arn:aws:events:*:rule/other-?"}}, True),
+        ({"ArnEquals": {"aws:SourceArn": RULE_ARN}}, True),
+        ({"ArnLike": {"aws:SourceArn": "arn:aws:events:us-east-1:*:rule/*"}}, True),
+        ({"ArnLike": {"aws:SourceArn": "arn:aws:sns:*"}}, False),
+        ({"ArnNotLike": {"aws:SourceArn": "arn:aws:sns:*"}}, True),
+        ({"ArnEquals": {"aws:SourceArn": "arn:aws:events:us-east-1:1:rule/x"}}, False),
+        ({"Null": {"aws:SourceArn": "false"}}, True),
+        ({"Null": {"aws:SourceArn": "true"}}, False),
+        ({"Null": {"aws:PrincipalOrgID": "true"}}, True),
+        ({"NumericLessThanEquals": {"s3:max-keys": "10"}}, True),
+        ({"NumericGreaterThan": {"s3:max-keys": "10"}}, False),
+        ({"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}, True),
+        ({"DateLessThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}, False),
+        ({"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}, True),
+        ({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, True),
+        ({"ForAnyValue:StringEquals": {"aws:SourceArn": [RULE_ARN]}}, True),
+        ({"ForAllValues:StringEquals": {"aws:TagKeys": ["a"]}}, True),  # missing key
+        ({"Bool": {"aws:SecureTransport": "true"}, "StringEquals": {"aws:SourceArn": "x"}}, False),
+        ({"SomethingNew": {"aws:SourceArn": RULE_ARN}}, False),
+        ({}, True),
+    ],
+)
+def test_conditions(block: dict[str, Any], expected: bool) -> None:
+    assert motocompat.conditions_met(block, CTX) is expected
+
+
+def test_condition_keys_are_case_insensitive() -> None:
+    assert motocompat.conditions_met({"Bool": {"AWS:SECURETRANSPORT": "true"}}, CTX)
+
+
+# -------------------------------------------------------------------------------- c. SNS targets
+
+
+def _eventbridge_to_sns_setup() -> tuple[Any, str, str]:
+    """Bucket with EventBridge on; rule 1 → SNS topic → queue; rule 2 → queue2 directly."""
+    s3, sns, sqs, events = client("s3"), client("sns"), client("sqs"), client("events")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_notification_configuration(
+        Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    topic = sns.create_topic(Name="ingest")["TopicArn"]
+    urls = [sqs.create_queue(QueueName=n)["QueueUrl"] for n in ("via-sns", "direct")]
+    arns = [
+        sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for u in urls
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arns[0])
+    pattern = json.dumps(
+        {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": [BUCKET]}, "object": {"key": [{"prefix": "incoming/"}]}},
+        }
+    )
+    for name, arn in (("to-sns", topic), ("to-sqs", arns[1])):
+        events.put_rule(Name=name, EventPattern=pattern)
+        events.put_targets(Rule=name, Targets=[{"Id": "t", "Arn": arn}])
+    return s3, urls[0], urls[1]
+
+
+def _bodies(url: str) -> list[str]:
+    msgs = client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return [m["Body"] for m in msgs.get("Messages", [])]
+
+
+def test_defect_c_moto_cannot_deliver_to_sns_targets(plain_moto: None) -> None:
+    s3, via_sns, direct = _eventbridge_to_sns_setup()
+    s3.put_object(Bucket=BUCKET, Key="incoming/a.csv", Body=b"x")
+    assert _bodies(via_sns) == []
+    assert _bodies(direct) == []  # the failing rule stopped the later one too
+
+
+def test_patch_c_s3_event_reaches_sns_and_later_rules(patched: None) -> None:
+    s3, via_sns, direct = _eventbridge_to_sns_setup()
+    s3.put_object(Bucket=BUCKET, Key="incoming/a.csv", Body=b"x")
+    s3.put_object(Bucket=BUCKET, Key="incoming/b.csv", Body=b"y")
+    s3.put_object(Bucket=BUCKET, Key="other/c.csv", Body=b"z")
+    notes = [json.loads(b) for b in _bodies(via_sns)]
+    assert len(notes) == 2
+    events = [json.loads(n["Message"]) for n in notes]
+    assert {e["detail"]["object"]["key"] for e in events} == {"incoming/a.csv", "incoming/b.csv"}
+    assert all(n["Type"] == "Notification" for n in notes)
+    event = events[0]
+    assert event["source"] == "aws.s3" and event["detail-type"] == "Object Created"
+    assert event["account"] == "123456789012" and event["region"] == REGION
+    assert event["time"].endswith("Z") and "ingestion-time" not in event
+    assert events[0]["id"] != events[1]["id"]
+    direct_events = [json.loads(b) for b in _bodies(direct)]
+    assert len(direct_events) == 2
+    assert {e["id"] for e in direct_events} == {e["id"] for e in events}
+
+
+def test_patch_c_put_events_with_input_transformer(patched: None) -> None:
+    sns, sqs, events = client("sns"), client("sqs"), client("events")
+    topic = sns.create_topic(Name="t")["TopicArn"]
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    events.put_rule(Name="r", EventPattern=json.dumps({"source": ["app"]}))
+    events.put_targets(
+        Rule="r",
+        Targets=[
+            {"Id": "plain", "Arn": topic},
+            {"Id": "const", "Arn": topic, "Input": '{"fixed": 1}'},
+            {
+                "Id": "xf",
+                "Arn": topic,
+                "InputTransformer": {
+                    "InputPathsMap": {"amt": "$.detail.amount"},
+                    "InputTemplate": '{"amount": <amt>}',
+                },
+            },
+        ],
+    )
+    events.put_events(Entries=[{"Source": "app", "DetailType": "t", "Detail": '{"amount": 5}'}])
+    bodies = sorted(_bodies(url))
+    assert len(bodies) == 3
+    parsed = [json.loads(b) for b in bodies]
+    assert {"fixed": 1} in parsed and {"amount": 5} in parsed
+    full = next(p for p in parsed if "detail" in p)
+    assert full["detail"] == {"amount": 5} and full["source"] == "app"
+
+
+# -------------------------------------------------------------------------------- d. ESM
+
+
+def _queue_with_mapping() -> tuple[Any, str]:
+    iam, lam, sqs = client("iam"), client("lambda"), client("sqs")
+    role = iam.create_role(
+        RoleName="r",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("h.py", "def handler(event, context):\n    raise RuntimeError('ran')\n")
+    lam.create_function(
+        FunctionName="fn",
+        Runtime="python3.12",
+        Role=role,
+        Handler="h.handler",
+        Code={"ZipFile": buf.getvalue()},
+    )
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    lam.create_event_source_mapping(
+        EventSourceArn=arn,
+        FunctionName="fn",
+        BatchSize=10,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+    )
+    return sqs, url
+
+
+def test_defect_d_moto_swallows_messages_of_mapped_queues() -> None:
+    # moto's Docker-less Lambda "succeeds" without running code, so the message is deleted.
+    with moto.mock_aws(config={"lambda": {"use_docker": False}}), motocompat.unpatched():
+        sqs, url = _queue_with_mapping()
+        sqs.send_message(QueueUrl=url, MessageBody="hello")
+        assert _bodies(url) == []
+
+
+@pytest.mark.parametrize("use_docker", [True, False])
+def test_patch_d_messages_stay_for_the_poller(use_docker: bool) -> None:
+    with moto.mock_aws(config={"lambda": {"use_docker": use_docker}}):
+        motocompat.apply()
+        sqs, url = _queue_with_mapping()
+        sqs.send_message(QueueUrl=url, MessageBody="hello")
+        msgs = sqs.receive_message(
+            QueueUrl=url, MessageSystemAttributeNames=["ApproximateReceiveCount"]
+        )["Messages"]
+        assert [m["Body"] for m in msgs] == ["hello"]
+        assert msgs[0]["Attributes"]["ApproximateReceiveCount"] == "1"  # no hidden receive
+        mappings = client("lambda").list_event_source_mappings(FunctionName="fn")
+        assert len(mappings["EventSourceMappings"]) == 1
+
+
+def test_patches_hold_for_the_moto_server() -> None:
+    from moto.server import ThreadedMotoServer
+
+    motocompat.apply()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        s3 = boto3.client(
+            "s3",
+            region_name=REGION,
+            endpoint_url=f"http://{host}:{port}",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        bucket = "compat-server-bucket"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_policy(Bucket=bucket, Policy=_tls_only_policy(bucket))
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+        assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+        assert (
+            s3.get_bucket_notification_configuration(Bucket=bucket)["EventBridgeConfiguration"]
+            == {}
+        )
+        s3.delete_object(Bucket=bucket, Key="k")
+        s3.delete_bucket(Bucket=bucket)
+    finally:
+        server.stop()
