@@ -2,4 +2,4 @@
 
 from pipelinectl.cli import main
 
-main()
+main(prog_name="pipelinectl")

@@ -1,11 +1,194 @@
-"""Command line entry point (being built)."""
+"""The command line: parse, call the core, render. No AWS calls here.
+
+Heavy modules (boto3, rich, moto) are imported inside commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipelinectl import __version__
+from pipelinectl.errors import PipelineError, UsageError
+from pipelinectl.resources import STEP_ORDER, STEPS
+
+if TYPE_CHECKING:
+    from pipelinectl.render import Renderer
+    from pipelinectl.resources.base import Context
 
 
-@click.group()
+class PipelineGroup(click.Group):
+    """Turns our errors into one sentence and an exit code; tracebacks only with -v."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PipelineError as error:
+            _fail(ctx, str(error), error.exit_code, error)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            _fail(ctx, "Interrupted; re-run the same command to finish: every step is "
+                       "idempotent.", 130, None)
+        except Exception as error:
+            from pipelinectl.errors import translate
+
+            translated = translate(error)
+            _fail(ctx, str(translated), translated.exit_code, error)
+
+
+def _fail(ctx: click.Context, message: str, code: int, error: BaseException | None) -> None:
+    verbose = bool((ctx.obj or {}).get("verbose"))
+    if verbose and error is not None:
+        traceback.print_exception(error, file=sys.stderr)
+    click.secho("Error: ", fg="red", bold=True, err=True, nl=False)
+    click.echo(message, err=True)
+    ctx.exit(code)
+
+
+@click.group(cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--name", help="Pipeline name (default ecommerce; env PIPELINECTL_NAME).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Config file (default ./pipeline.toml; env PIPELINECTL_CONFIG).")
+@click.option("--region", help="AWS region (default: AWS_REGION, then your profile).")
+@click.option("--profile", help="AWS named profile (default: AWS_PROFILE).")
+@click.option("--endpoint-url", help="Any AWS-compatible endpoint (default AWS_ENDPOINT_URL).")
+@click.option("--local", is_flag=True,
+              help="Use the embedded local AWS started by `pipelinectl local`.")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Tables for people, JSON (stable keys) for scripts.")
+@click.option("-v", "--verbose", is_flag=True, help="Show API calls and tracebacks.")
 @click.version_option(__version__, prog_name="pipelinectl")
-def main() -> None:
-    """Provision and operate the transaction pipeline."""
+@click.pass_context
+def main(ctx: click.Context, name: str | None, config_file: str | None, region: str | None,
+         profile: str | None, endpoint_url: str | None, local: bool, output: str,
+         verbose: bool) -> None:
+    """Provision, operate and tear down the event-driven transaction pipeline.
+
+    S3 -> EventBridge -> SNS -> SQS (+ DLQ) -> Lambda -> DynamoDB, with SNS alerts and
+    CloudWatch alarms. Every step is idempotent: re-running changes nothing.
+    """
+    if local and endpoint_url:
+        raise click.UsageError("--local and --endpoint-url are exclusive; pick one.")
+    ctx.obj = {"flags": {"name": name, "config": config_file, "region": region,
+                         "profile": profile, "endpoint_url": endpoint_url, "local": local},
+               "output": output, "verbose": verbose}
+
+
+def _renderer(ctx: click.Context) -> Renderer:
+    from pipelinectl.render import Renderer
+
+    return Renderer(ctx.obj["output"])
+
+
+def _context(ctx: click.Context) -> Context:
+    """Load and validate configuration, then resolve account and region (one STS call)."""
+    from pipelinectl import config as config_module
+    from pipelinectl.clients import ClientFactory
+    from pipelinectl.engine import make_context
+
+    config = config_module.load(ctx.obj["flags"])
+    factory = ClientFactory(config)
+    if ctx.obj["verbose"]:
+        factory.listeners.append(lambda call: click.echo(f"  api: {call}", err=True))
+    return make_context(config, factory)
+
+
+def _apply_steps(ctx: click.Context, steps: tuple[str, ...], dry_run: bool) -> None:
+    from pipelinectl import engine
+
+    out = _renderer(ctx)
+    pipeline = _context(ctx)
+    if dry_run:
+        out.changes(engine.plan(pipeline, steps), "Plan (nothing was changed)")
+        return
+    if len(steps) == 1:
+        engine.check_needs(pipeline, steps[0])
+    with out.progress("applying") as on_progress:
+        try:
+            changes = engine.apply(pipeline, steps, on_progress)
+        except engine.StepFailed as failure:
+            out.changes(failure.done, "Done before the failure", past=True)
+            raise
+    out.changes(changes, "Applied", past=True)
+    out.arns([(r.kind, r.name, r.arn) for r in engine.resources(pipeline, steps)])
+
+
+def _step_command(step: str) -> Callable[..., None]:
+    @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+    @click.pass_context
+    def command(ctx: click.Context, dry_run: bool) -> None:
+        _apply_steps(ctx, (step,), dry_run)
+
+    command.__doc__ = STEPS[step].summary[0].upper() + STEPS[step].summary[1:] + "."
+    return command
+
+
+for _step in STEP_ORDER:
+    main.command(_step)(_step_command(_step))
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Same as `plan`: show changes, make none.")
+@click.pass_context
+def up(ctx: click.Context, dry_run: bool) -> None:
+    """Create or update every resource, independent steps concurrently."""
+    _apply_steps(ctx, STEP_ORDER, dry_run)
+
+
+@main.command()
+@click.pass_context
+def plan(ctx: click.Context) -> None:
+    """What `up` would change: create / update (which fields) / unchanged. Read-only."""
+    _apply_steps(ctx, STEP_ORDER, dry_run=True)
+
+
+@main.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Every resource: name, ARN, state and health."""
+    from pipelinectl import engine
+
+    pipeline = _context(ctx)
+    rows = engine.status(pipeline)
+    _renderer(ctx).status(rows, {"pipeline": pipeline.config.name,
+                                 "account": pipeline.account, "region": pipeline.region})
+
+
+@main.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--keep-data", is_flag=True, help="Keep the bucket and the table.")
+@click.pass_context
+def teardown(ctx: click.Context, yes: bool, keep_data: bool) -> None:
+    """Delete everything this pipeline created (only what carries its tag)."""
+    from pipelinectl import engine
+
+    pipeline = _context(ctx)
+    out = _renderer(ctx)
+    where = f"pipeline {pipeline.config.name} in {pipeline.account}/{pipeline.region}"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("teardown deletes resources: pass --yes to confirm in a "
+                             "non-interactive shell.")
+        click.confirm(f"Delete every resource of {where}?", abort=True)
+    with out.progress("deleting") as on_progress:
+        changes = engine.teardown(pipeline, keep_data, on_progress)
+    if all(c.action == "absent" for c in changes):
+        if out.json:
+            out.changes(changes, "Teardown")
+        else:
+            out.note(f"Nothing to tear down: {where} has no resources.")
+        return
+    out.changes(changes, "Teardown", past=True)
+    if any(c.step == "topic" and c.kind == "KMS key" and c.action == "delete"
+           for c in changes):
+        out.note("The KMS key is scheduled for deletion in 7 days (the minimum KMS allows); "
+                 "its alias is gone now.")
+    refused = [c for c in changes if c.action == "refused"]
+    if refused:
+        names = ", ".join(f"{c.kind} {c.name}" for c in refused)
+        raise PipelineError(f"Left alone because they are not this pipeline's: {names}.")

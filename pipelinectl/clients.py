@@ -1,0 +1,135 @@
+"""The one place that makes boto3 clients: region, profile, endpoint, retries, user agent.
+
+It also records every API call (service, operation, parameters) through botocore's event
+hooks, so tests and benchmarks can count calls and `-v` can show them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelinectl import __version__
+from pipelinectl.config import LOCAL_DEFAULT_PORT, Config
+from pipelinectl.errors import UsageError
+
+Client = Any  # boto3 clients are generated at run time; we do not ship type stubs for them.
+
+READ_PREFIXES = ("Get", "List", "Describe", "Head", "Check", "Lookup", "Search", "Scan",
+                 "Query", "Select", "Test")
+
+
+def is_mutating(operation: str) -> bool:
+    """True for calls that change state (what a no-op `up` must never make)."""
+    return not operation.startswith(READ_PREFIXES)
+
+
+@dataclass(frozen=True)
+class Call:
+    service: str
+    operation: str
+    params: dict[str, Any]
+
+    @property
+    def mutating(self) -> bool:
+        return is_mutating(self.operation)
+
+    def __str__(self) -> str:
+        return f"{self.service}.{self.operation}"
+
+
+def local_endpoint() -> str:
+    port = os.environ.get("PIPELINECTL_LOCAL_PORT", str(LOCAL_DEFAULT_PORT))
+    if not port.isdigit():
+        raise UsageError(f"PIPELINECTL_LOCAL_PORT={port!r} is not a port number.")
+    return f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class ClientFactory:
+    """Builds and caches one client per service; safe to share between threads."""
+
+    config: Config
+    calls: list[Call] = field(default_factory=list)
+    listeners: list[Callable[[Call], None]] = field(default_factory=list)
+    _clients: dict[str, Client] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _session: Any = None
+    _identity: tuple[str, str] | None = None
+
+    @property
+    def endpoint_url(self) -> str | None:
+        if self.config.local:
+            return local_endpoint()
+        return self.config.endpoint_url  # None: botocore applies AWS_ENDPOINT_URL itself
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            import boto3
+            import botocore.exceptions
+
+            kwargs: dict[str, Any] = {}
+            if self.config.local:
+                kwargs = {"aws_access_key_id": "test", "aws_secret_access_key": "test",
+                          "region_name": self.config.region or "us-east-1"}
+            else:
+                kwargs = {"profile_name": self.config.profile,
+                          "region_name": self.config.region}
+            try:
+                self._session = boto3.Session(**kwargs)
+            except botocore.exceptions.ProfileNotFound as exc:
+                raise UsageError(
+                    f"AWS profile {self.config.profile!r} was not found; check --profile and "
+                    "~/.aws/config."
+                ) from exc
+        return self._session
+
+    @property
+    def region(self) -> str:
+        region = self.session.region_name
+        if not region:
+            raise UsageError("No AWS region is set: pass --region or set AWS_REGION.")
+        if self.endpoint_url is None and os.environ.get("AWS_ENDPOINT_URL") is None:
+            known = set(self.session.get_available_regions("sqs"))
+            for partition in ("aws-cn", "aws-us-gov"):
+                known |= set(self.session.get_available_regions("sqs", partition))
+            if known and region not in known:
+                raise UsageError(f"Unknown AWS region {region!r}; pass a valid --region.")
+        return str(region)
+
+    def client(self, service: str) -> Client:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._make(service)
+            return self._clients[service]
+
+    def _make(self, service: str) -> Client:
+        from botocore.config import Config as BotoConfig
+
+        boto_config = BotoConfig(
+            retries={"mode": "standard", "max_attempts": 8},
+            user_agent_appid=f"pipelinectl-{__version__}",
+            connect_timeout=5,
+            read_timeout=65,
+            max_pool_connections=20,
+        )
+        client = self.session.client(service, region_name=self.region,
+                                     endpoint_url=self.endpoint_url, config=boto_config)
+        client.meta.events.register("before-parameter-build.*.*", self._record)
+        return client
+
+    def _record(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        call = Call(model.service_model.service_name, model.name, dict(params))
+        self.calls.append(call)
+        for listener in self.listeners:
+            listener(call)
+
+    def account_id(self) -> str:
+        if self._identity is None:
+            ident = self.client("sts").get_caller_identity()
+            self._identity = (str(ident["Account"]), str(ident["Arn"]))
+        return self._identity[0]

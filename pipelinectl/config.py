@@ -1,0 +1,317 @@
+"""Configuration: `pipeline.toml` < environment (`PIPELINECTL_*`) < command-line flags.
+
+Everything is validated before any AWS call, so a bad value never leaves a half-built
+pipeline behind. Names are checked against the naming rule of the AWS resource they become.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from pipelinectl.errors import UsageError
+
+DEFAULT_NAME = "ecommerce"
+DEFAULT_CONFIG_FILE = "pipeline.toml"
+ENV_PREFIX = "PIPELINECTL_"
+LOCAL_DEFAULT_PORT = 4566
+TAG_KEY = "pipelinectl:pipeline"
+PLACEHOLDER_ACCOUNT = "000000000000"
+
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
+                      1827, 2192, 2557, 2922, 3288, 3653)
+
+# Scalar settings: key -> (type, default). Bounds are AWS's own limits (see _check_limits).
+SETTINGS: dict[str, tuple[type, Any]] = {
+    "name": (str, DEFAULT_NAME),
+    "region": (str, None),
+    "profile": (str, None),
+    "endpoint_url": (str, None),
+    "alert_threshold": (Decimal, Decimal("1000")),
+    "alert_email": (str, None),
+    "batch_size": (int, 10),
+    "batching_window_seconds": (int, 0),
+    "function_timeout": (int, 30),
+    "function_memory": (int, 256),
+    "visibility_timeout": (int, None),
+    "max_receive_count": (int, 5),
+    "message_retention_days": (int, 4),
+    "log_retention_days": (int, 14),
+    "bucket_versioning": (bool, False),
+    "topic_kms_key": (str, "pipeline"),
+}
+NAME_KEYS = ("role", "function", "bucket", "ingest_topic", "alerts_topic", "queue", "dlq",
+             "table", "rule", "kms_alias", "alarm_prefix")
+TABLES = {"names", "tags"}
+# Standard AWS variables count as "environment" for the settings they mean.
+AWS_ENV = {"region": ("AWS_REGION", "AWS_DEFAULT_REGION"), "profile": ("AWS_PROFILE",),
+           "endpoint_url": ("AWS_ENDPOINT_URL",)}
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """One AWS naming rule, quoted in the error so the user knows exactly what to fix."""
+
+    pattern: str
+    min_len: int
+    max_len: int
+    text: str
+
+    def check(self, what: str, value: str) -> None:
+        if not (self.min_len <= len(value) <= self.max_len) or not re.fullmatch(
+            self.pattern, value
+        ):
+            raise UsageError(
+                f"The {what} name {value!r} ({len(value)} characters) breaks the AWS rule: "
+                f"{self.text}; choose a shorter or simpler --name, or set it in [names]."
+            )
+
+
+NAME_RULES: dict[str, NameRule] = {
+    "role": NameRule(r"[\w+=,.@-]+", 1, 64,
+                     "IAM role names are 1-64 letters, digits and +=,.@_-"),
+    "function": NameRule(r"[A-Za-z0-9_-]+", 1, 64,
+                         "Lambda function names are 1-64 letters, digits, - and _"),
+    "bucket": NameRule(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?", 3, 63,
+                       "S3 bucket names are 3-63 lower-case letters, digits, . and -, "
+                       "starting and ending with a letter or digit"),
+    "ingest_topic": NameRule(r"[A-Za-z0-9_-]+", 1, 256,
+                             "SNS topic names are 1-256 letters, digits, - and _"),
+    "queue": NameRule(r"[A-Za-z0-9_-]+", 1, 80,
+                      "SQS queue names are 1-80 letters, digits, - and _"),
+    "table": NameRule(r"[A-Za-z0-9_.-]+", 3, 255,
+                      "DynamoDB table names are 3-255 letters, digits, _ . and -"),
+    "rule": NameRule(r"[A-Za-z0-9_.-]+", 1, 64,
+                     "EventBridge rule names are 1-64 letters, digits, _ . and -"),
+    "kms_alias": NameRule(r"alias/(?!aws/)[A-Za-z0-9/_-]+", 7, 256,
+                          "KMS aliases are alias/ then letters, digits, / _ -, "
+                          "not under alias/aws/"),
+    "alarm_prefix": NameRule(r"[^\x00-\x1f]+", 1, 200,
+                             "alarm names are up to 255 printable characters"),
+    "pipeline": NameRule(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", 1, 63,
+                         "a pipeline name is lower-case letters, digits and -, starting and "
+                         "ending with a letter or digit (it becomes part of the bucket name)"),
+}
+NAME_RULES["alerts_topic"] = NAME_RULES["ingest_topic"]
+NAME_RULES["dlq"] = NAME_RULES["queue"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings for one pipeline. Resource names need the account, see names()."""
+
+    name: str = DEFAULT_NAME
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    local: bool = False
+    alert_threshold: Decimal = Decimal("1000")
+    alert_email: str | None = None
+    batch_size: int = 10
+    batching_window_seconds: int = 0
+    function_timeout: int = 30
+    function_memory: int = 256
+    visibility_timeout: int | None = None
+    max_receive_count: int = 5
+    message_retention_days: int = 4
+    log_retention_days: int = 14
+    bucket_versioning: bool = False
+    topic_kms_key: str = "pipeline"
+    name_overrides: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
+
+    @property
+    def queue_visibility_timeout(self) -> int:
+        """AWS advises at least 6x the function timeout so retries don't overlap a run."""
+        return self.visibility_timeout or 6 * self.function_timeout
+
+    def names(self, account: str, region: str) -> Names:
+        n = self.name
+        defaults = {
+            "role": f"{n}-processor-role",
+            "function": f"{n}-processor",
+            "bucket": f"{n}-landing-{account}-{region}",
+            "ingest_topic": f"{n}-ingest",
+            "alerts_topic": f"{n}-alerts",
+            "queue": f"{n}-transactions",
+            "dlq": f"{n}-transactions-dlq",
+            "table": f"{n}-transactions",
+            "rule": f"{n}-object-created",
+            "kms_alias": f"alias/{n}-pipeline",
+            "alarm_prefix": n,
+        }
+        defaults.update(self.name_overrides)
+        return Names(**defaults)
+
+    def resource_tags(self) -> dict[str, str]:
+        return {**self.tags, TAG_KEY: self.name}
+
+
+@dataclass(frozen=True)
+class Names:
+    role: str
+    function: str
+    bucket: str
+    ingest_topic: str
+    alerts_topic: str
+    queue: str
+    dlq: str
+    table: str
+    rule: str
+    kms_alias: str
+    alarm_prefix: str
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/lambda/{self.function}"
+
+
+def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
+    """Merge file, environment and flags (None means 'not given') and validate."""
+    env = os.environ if environ is None else environ
+    path, raw = _read_file(flags.get("config") or env.get(ENV_PREFIX + "CONFIG"))
+    values: dict[str, Any] = {}
+    for key, (kind, default) in SETTINGS.items():
+        values[key] = default
+        if key in raw:
+            values[key] = _coerce(key, raw[key], kind, f"{path}")
+        env_value = next((env[var] for var in (ENV_PREFIX + key.upper(), *AWS_ENV.get(key, ()))
+                          if env.get(var)), None)
+        if env_value is not None:
+            values[key] = _coerce(key, env_value, kind, f"${ENV_PREFIX}{key.upper()}")
+        if flags.get(key) is not None:
+            values[key] = _coerce(key, flags[key], kind, f"--{key.replace('_', '-')}")
+    values["local"] = bool(flags.get("local"))
+    values["name_overrides"] = _string_table(raw, "names", allowed=NAME_KEYS, path=path)
+    values["tags"] = _string_table(raw, "tags", allowed=None, path=path)
+    values["source"] = str(path) if path else None
+    config = Config(**values)
+    validate(config)
+    return config
+
+
+def _read_file(explicit: str | None) -> tuple[Path | None, dict[str, Any]]:
+    path = Path(explicit) if explicit else Path(DEFAULT_CONFIG_FILE)
+    if not path.exists():
+        if explicit:
+            raise UsageError(f"Config file {explicit} does not exist; check --config.")
+        return None, {}
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not valid TOML ({exc}); fix the file and re-run.") from exc
+    unknown = sorted(set(raw) - set(SETTINGS) - TABLES)
+    if unknown:
+        raise UsageError(
+            f"{path}: unknown key {unknown[0]!r}; valid keys are "
+            f"{', '.join(sorted(set(SETTINGS) | TABLES))}."
+        )
+    return path, raw
+
+
+def _coerce(key: str, value: Any, kind: type, where: str) -> Any:
+    problem = f"{where}: {key} must be "
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "yes", "no"}:
+            return value.lower() in {"true", "1", "yes"}
+        raise UsageError(problem + f"true or false, not {value!r}.")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise UsageError(problem + f"a whole number, not {value!r}.")
+        try:
+            return int(value)
+        except ValueError:
+            raise UsageError(problem + f"a whole number, not {value!r}.") from None
+    if kind is Decimal:
+        if isinstance(value, bool):
+            raise UsageError(problem + f"a number, not {value!r}.")
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            raise UsageError(problem + f"a number, not {value!r}.") from None
+        if not number.is_finite():
+            raise UsageError(problem + f"a finite number, not {value!r}.")
+        return number
+    if not isinstance(value, str):
+        raise UsageError(problem + f"a string, not {value!r}.")
+    return value
+
+
+def _string_table(raw: dict[str, Any], table: str, *, allowed: tuple[str, ...] | None,
+                  path: Path | None) -> dict[str, str]:
+    section = raw.get(table, {})
+    if not isinstance(section, dict):
+        raise UsageError(f"{path}: [{table}] must be a table of strings.")
+    for key, value in section.items():
+        if allowed is not None and key not in allowed:
+            raise UsageError(
+                f"{path}: unknown key {key!r} in [{table}]; valid keys are {', '.join(allowed)}."
+            )
+        if not isinstance(value, str):
+            raise UsageError(f"{path}: [{table}] {key} must be a string, not {value!r}.")
+    return dict(section)
+
+
+def validate(config: Config) -> None:
+    """AWS's limits, checked here because moto does not enforce them."""
+    NAME_RULES["pipeline"].check("pipeline", config.name)
+    region = config.region or "us-east-1"
+    names = config.names(PLACEHOLDER_ACCOUNT, region)
+    for key in NAME_KEYS:
+        NAME_RULES[key].check(key.replace("_", " "), getattr(names, key))
+    _check_limits(config)
+    for key, value in config.tags.items():
+        if key.startswith("aws:") or not 1 <= len(key) <= 128 or len(value) > 256:
+            raise UsageError(
+                f"Tag {key!r} is not allowed: keys are 1-128 characters and may not start "
+                "with aws:, values at most 256 characters."
+            )
+    if config.alert_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+",
+                                                           config.alert_email):
+        raise UsageError(f"alert_email {config.alert_email!r} is not an e-mail address.")
+
+
+def _in_range(key: str, value: int, low: int, high: int, why: str) -> None:
+    if not low <= value <= high:
+        raise UsageError(f"{key} = {value} is out of range: {why} ({low}-{high}).")
+
+
+def _check_limits(config: Config) -> None:
+    _in_range("batch_size", config.batch_size, 1, 10000,
+              "an SQS event source mapping takes 1 to 10000 records per batch")
+    _in_range("batching_window_seconds", config.batching_window_seconds, 0, 300,
+              "Lambda's MaximumBatchingWindowInSeconds")
+    if config.batch_size > 10 and config.batching_window_seconds < 1:
+        raise UsageError(
+            "batch_size above 10 needs batching_window_seconds of at least 1 (an AWS rule "
+            "for SQS event sources); set batching_window_seconds."
+        )
+    _in_range("function_timeout", config.function_timeout, 1, 900, "Lambda timeout in seconds")
+    _in_range("function_memory", config.function_memory, 128, 10240, "Lambda memory in MB")
+    _in_range("max_receive_count", config.max_receive_count, 1, 1000,
+              "SQS redrive maxReceiveCount")
+    _in_range("message_retention_days", config.message_retention_days, 1, 14,
+              "SQS keeps messages 1 to 14 days")
+    visibility = config.queue_visibility_timeout
+    _in_range("visibility_timeout", visibility, 0, 43200, "SQS visibility timeout in seconds")
+    if visibility < 6 * config.function_timeout:
+        raise UsageError(
+            f"visibility_timeout = {visibility} is less than 6 x function_timeout "
+            f"({6 * config.function_timeout}); raise it or lower function_timeout so a "
+            "retried batch never overlaps a running one."
+        )
+    if config.log_retention_days not in LOG_RETENTION_DAYS:
+        raise UsageError(
+            f"log_retention_days = {config.log_retention_days} is not a CloudWatch Logs "
+            f"retention; use one of {', '.join(map(str, LOG_RETENTION_DAYS))}."
+        )
+    if config.alert_threshold <= 0:
+        raise UsageError(f"alert_threshold must be positive, not {config.alert_threshold}.")

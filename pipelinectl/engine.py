@@ -1,0 +1,174 @@
+"""Plan, apply, tear down and describe steps: the core the CLI calls.
+
+Returns data (Change, StatusRow) and reports progress through a callback; it never prints.
+Steps run concurrently as soon as the steps they need are done (`up`), or once every step
+that needs them is gone (`teardown`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from pipelinectl.clients import ClientFactory
+from pipelinectl.config import Config
+from pipelinectl.errors import PipelineError, translate
+from pipelinectl.resources import STEP_ORDER, STEPS, dependents
+from pipelinectl.resources.base import Change, Context, Resource, StatusRow
+
+MAX_PARALLEL_STEPS = 4
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One event for the renderer: a resource started or finished."""
+
+    phase: Literal["start", "done", "failed"]
+    step: str
+    kind: str
+    name: str
+    change: Change | None = None
+    elapsed: float = 0.0
+    error: str = ""
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class StepFailed(PipelineError):
+    """A step failed; carries what was done before, so the CLI can show it."""
+
+    def __init__(self, message: str, done: list[Change], exit_code: int) -> None:
+        super().__init__(message)
+        self.done = done
+        self.exit_code = exit_code
+
+
+def make_context(config: Config, factory: ClientFactory | None = None) -> Context:
+    factory = factory or ClientFactory(config)
+    try:
+        region = factory.region
+        account = factory.account_id()
+    except Exception as exc:
+        raise translate(exc, endpoint=factory.endpoint_url) from exc
+    return Context(config=config, factory=factory, account=account, region=region)
+
+
+def resources(ctx: Context, steps: Iterable[str]) -> list[Resource]:
+    return [r for step in steps for r in STEPS[step].build(ctx)]
+
+
+def plan(ctx: Context, steps: Iterable[str] = STEP_ORDER) -> list[Change]:
+    """What `up` would do; read-only calls only."""
+    return _guard(ctx, lambda: [r.plan() for r in resources(ctx, steps)])
+
+
+def status(ctx: Context) -> list[StatusRow]:
+    def describe(step: str) -> list[StatusRow]:
+        return [r.status() for r in STEPS[step].build(ctx)]
+
+    rows = _guard(ctx, lambda: _parallel_map(describe, STEP_ORDER))
+    return [row for step in STEP_ORDER for row in rows[step]]
+
+
+def check_needs(ctx: Context, step: str) -> None:
+    """Running one step alone: say which step to run first instead of failing deep in AWS."""
+    for need in STEPS[step].needs:
+        for resource in STEPS[need].build(ctx):
+            if _guard(ctx, resource.read) is None:
+                raise PipelineError(
+                    f"The {resource.kind} {resource.name} does not exist yet: run "
+                    f"`pipelinectl {need}` (or `pipelinectl up`) before `pipelinectl {step}`."
+                )
+
+
+def apply(ctx: Context, steps: Iterable[str] = STEP_ORDER,
+          on_progress: ProgressCallback | None = None) -> list[Change]:
+    chosen = [s for s in STEP_ORDER if s in set(steps)]
+    needs = {s: {n for n in STEPS[s].needs if n in chosen} for s in chosen}
+    return _run_graph(ctx, needs, lambda r: r.apply(), on_progress, reverse=False)
+
+
+def teardown(ctx: Context, keep_data: bool = False,
+             on_progress: ProgressCallback | None = None) -> list[Change]:
+    after = {s: set(dependents(s)) for s in STEP_ORDER}
+
+    def remove(resource: Resource) -> Change:
+        return resource.teardown(keep=keep_data and STEPS[resource.step].data)
+
+    return _run_graph(ctx, after, remove, on_progress, reverse=True)
+
+
+def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
+               work: Callable[[Resource], Change], on_progress: ProgressCallback | None,
+               *, reverse: bool) -> list[Change]:
+    """Run each step once everything it waits for is done; resources within a step in order
+    (reversed for teardown). Stops starting new steps after the first failure."""
+    notify = on_progress or (lambda _event: None)
+    lock = threading.Lock()
+    done: dict[str, list[Change]] = {}
+
+    def run_step(step: str) -> list[Change]:
+        items = STEPS[step].build(ctx)
+        changes: list[Change] = []
+        for resource in reversed(items) if reverse else items:
+            notify(Progress("start", step, resource.kind, resource.name))
+            started = time.monotonic()
+            try:
+                change = work(resource)
+            except Exception as exc:
+                error = translate(exc, endpoint=ctx.factory.endpoint_url)
+                notify(Progress("failed", step, resource.kind, resource.name,
+                                elapsed=time.monotonic() - started, error=str(error)))
+                raise error from exc
+            changes.append(change)
+            notify(Progress("done", step, resource.kind, resource.name, change,
+                            time.monotonic() - started))
+        with lock:
+            done[step] = changes
+        return changes
+
+    pending = dict(waits_for)
+    running: dict[Future[list[Change]], str] = {}
+    failure: tuple[str, PipelineError] | None = None
+    with ThreadPoolExecutor(max_workers=MAX_PARALLEL_STEPS) as pool:
+        while pending or running:
+            if failure is None:
+                for step in [s for s, w in pending.items() if w <= set(done)]:
+                    del pending[step]
+                    running[pool.submit(run_step, step)] = step
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                step = running.pop(future)
+                exc = future.exception()
+                if exc is not None and failure is None:
+                    failure = (step, exc if isinstance(exc, PipelineError) else translate(exc))
+    order = [s for s in (reversed(STEP_ORDER) if reverse else STEP_ORDER) if s in done]
+    changes = [c for s in order for c in done[s]]
+    if failure is not None:
+        step, error = failure
+        raise StepFailed(f"Step {step} failed: {error}", changes, error.exit_code)
+    return changes
+
+
+def _parallel_map(fn: Callable[[str], list[StatusRow]],
+                  steps: Iterable[str]) -> dict[str, list[StatusRow]]:
+    with ThreadPoolExecutor(max_workers=MAX_PARALLEL_STEPS) as pool:
+        futures = {step: pool.submit(fn, step) for step in steps}
+        return {step: future.result() for step, future in futures.items()}
+
+
+def _guard(ctx: Context, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except PipelineError:
+        raise
+    except Exception as exc:
+        raise translate(exc, endpoint=ctx.factory.endpoint_url) from exc

@@ -1,0 +1,97 @@
+"""Our error types, and the one place that turns botocore errors into them.
+
+Every failure a user can see is one sentence saying what is wrong and what to do next. The CLI
+prints `str(error)` and exits with `error.exit_code`; tracebacks only with `-v`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class PipelineError(Exception):
+    """An operational failure the user can act on (exit 1)."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(PipelineError):
+    """Bad input: flags, configuration, names (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class NotOursError(PipelineError):
+    """A resource with our name exists but lacks our tag: we must not touch it."""
+
+
+_NOT_AUTHORIZED = re.compile(r"not authorized to perform:?\s*([\w-]+:[\w*]+)")
+_THROTTLING = {"Throttling", "ThrottlingException", "TooManyRequestsException",
+               "RequestLimitExceeded", "ProvisionedThroughputExceededException"}
+
+
+def translate(error: BaseException, *, endpoint: str | None = None) -> PipelineError:
+    """Map a botocore/boto3 exception to a PipelineError with a next step.
+
+    Unknown errors keep AWS's own message: it is usually the most precise sentence available.
+    """
+    if isinstance(error, PipelineError):
+        return error
+    import botocore.exceptions as bex
+
+    if isinstance(error, bex.NoCredentialsError | bex.PartialCredentialsError):
+        return PipelineError(
+            "No AWS credentials found: run `aws configure`, set AWS_PROFILE or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or use --local for the embedded AWS."
+        )
+    if isinstance(error, bex.ProfileNotFound):
+        return UsageError(f"{error}: check --profile / AWS_PROFILE against ~/.aws/config.")
+    if isinstance(error, bex.NoRegionError):
+        return UsageError("No AWS region is set: pass --region or set AWS_REGION.")
+    if isinstance(error, bex.EndpointConnectionError | bex.ConnectionClosedError):
+        where = endpoint or getattr(error, "kwargs", {}).get("endpoint_url", "the AWS endpoint")
+        hint = (
+            " Start it with `pipelinectl local`."
+            if endpoint and "127.0.0.1" in endpoint
+            else " Check --endpoint-url / AWS_ENDPOINT_URL and your network."
+        )
+        return PipelineError(f"Cannot reach {where}.{hint}")
+    if isinstance(error, bex.ClientError):
+        return _translate_client_error(error)
+    if isinstance(error, bex.BotoCoreError):
+        return PipelineError(f"{error}.")
+    return PipelineError(f"{type(error).__name__}: {error}")
+
+
+def _translate_client_error(error: Any) -> PipelineError:
+    err = error.response.get("Error", {})
+    code = str(err.get("Code", ""))
+    message = str(err.get("Message", "")).rstrip(".")
+    operation = getattr(error, "operation_name", "the call")
+    if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+                "AuthorizationError", "AuthorizationErrorException"} or "not authorized" in message:
+        match = _NOT_AUTHORIZED.search(message)
+        permission = match.group(1) if match else _permission_for(error)
+        return PipelineError(
+            f"Access denied: your credentials lack {permission}; grant it to this identity "
+            "(or use a profile that has it) and re-run."
+        )
+    if code in {"InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch",
+                "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId"}:
+        return PipelineError(
+            f"AWS rejected your credentials ({code}): refresh them (e.g. `aws sso login`) "
+            "and re-run."
+        )
+    if code in _THROTTLING:
+        return PipelineError(f"AWS throttled {operation} ({code}); wait a moment and re-run.")
+    return PipelineError(f"{operation} failed: {code}: {message}.")
+
+
+def _permission_for(error: Any) -> str:
+    service = getattr(error, "_pipelinectl_service", None) or "the service"
+    return f"{service}:{getattr(error, 'operation_name', 'the action')}"

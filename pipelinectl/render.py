@@ -1,0 +1,153 @@
+"""All output: rich tables on a terminal, JSON with stable keys for scripts, live progress.
+
+The core returns data; only this module turns it into text. Rich is imported here, and this
+module is imported lazily by the CLI, so `pipelinectl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from pipelinectl.engine import Progress, ProgressCallback
+from pipelinectl.resources.base import Change, StatusRow
+
+ACTION_STYLE = {"create": "green", "update": "yellow", "unchanged": "dim", "conflict": "red",
+                "delete": "red", "absent": "dim", "refused": "red", "keep": "cyan"}
+HEALTH_STYLE = {"ok": "green", "warn": "yellow", "error": "red", "missing": "dim"}
+PAST = {"create": "created", "update": "updated", "unchanged": "unchanged",
+        "delete": "deleted", "absent": "already gone", "refused": "refused (not ours)",
+        "keep": "kept", "conflict": "conflict"}
+
+
+class Renderer:
+    def __init__(self, output: str = "table", console: Console | None = None) -> None:
+        self.output = output
+        self.console = console or Console(highlight=False)
+        self.err = Console(stderr=True, highlight=False)
+
+    @property
+    def json(self) -> bool:
+        return self.output == "json"
+
+    def emit_json(self, payload: Any) -> None:
+        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+    def error(self, message: str) -> None:
+        self.err.print(Text("Error: ", style="bold red") + Text(message))
+
+    def note(self, message: str) -> None:
+        """Narration; on stderr in JSON mode so stdout stays parseable."""
+        (self.err if self.json else self.console).print(message)
+
+    # -- plan / apply / teardown --------------------------------------------------------
+
+    def changes(self, changes: Sequence[Change], title: str, *, past: bool = False) -> None:
+        if self.json:
+            self.emit_json({"changes": [c.as_dict() for c in changes],
+                            "summary": summarize(changes)})
+            return
+        table = Table(title=title, title_justify="left")
+        for column in ("step", "resource", "name", "action", "what"):
+            table.add_column(column)
+        for change in changes:
+            action = PAST.get(change.action, change.action) if past else change.action
+            what = ", ".join(change.fields) or change.detail
+            table.add_row(change.step, change.kind, change.name,
+                          Text(action, style=ACTION_STYLE.get(change.action, "")), what)
+        self.console.print(table)
+        counts = summarize(changes)
+        self.console.print(", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing")
+
+    def arns(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        if self.json:
+            return
+        table = Table(title="Resources", title_justify="left")
+        for column in ("resource", "name", "ARN"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        self.console.print(table)
+
+    @contextmanager
+    def progress(self, verb: str) -> Iterator[ProgressCallback]:
+        """Live view of in-flight resources on a terminal; one line per finished resource."""
+        if self.json:
+            yield lambda _event: None
+            return
+        started = time.monotonic()
+        in_flight: dict[tuple[str, str], float] = {}
+        lock = threading.Lock()
+
+        def view() -> Text:
+            now = time.monotonic()
+            lines = [f"  {verb} {kind} {name} ... {now - t0:.1f}s"
+                     for (kind, name), t0 in sorted(in_flight.items())]
+            return Text("\n".join(lines), style="dim")
+
+        live = Live(view(), console=self.console, refresh_per_second=8, transient=True) \
+            if self.console.is_terminal else None
+
+        def on_event(event: Progress) -> None:
+            with lock:
+                key = (event.kind, event.name)
+                if event.phase == "start":
+                    in_flight[key] = time.monotonic()
+                else:
+                    in_flight.pop(key, None)
+                    self.console.print(_progress_line(event, time.monotonic() - started))
+                if live is not None:
+                    live.update(view())
+
+        if live is None:
+            yield on_event
+            return
+        with live:
+            yield on_event
+
+    # -- status --------------------------------------------------------------------------
+
+    def status(self, rows: Sequence[StatusRow], header: dict[str, str]) -> None:
+        if self.json:
+            self.emit_json({**header, "resources": [r.as_dict() for r in rows],
+                            "healthy": all(r.health == "ok" for r in rows)})
+            return
+        title = " ".join(f"{k}={v}" for k, v in header.items())
+        table = Table(title=f"Pipeline status ({title})", title_justify="left")
+        for column in ("step", "resource", "name", "ARN", "state"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(row.step, row.kind, row.name, row.arn,
+                          Text(row.state, style=HEALTH_STYLE[row.health]))
+        self.console.print(table)
+
+
+def summarize(changes: Sequence[Change]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for change in changes:
+        counts[change.action] = counts.get(change.action, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _progress_line(event: Progress, total: float) -> Text:
+    if event.phase == "failed":
+        return Text(f"  ✗ {event.step:<9} {event.kind} {event.name}: {event.error}",
+                    style="red")
+    change = event.change
+    action = change.action if change else "done"
+    what = f" ({', '.join(change.fields)})" if change and change.fields else ""
+    detail = f" - {change.detail}" if change and change.detail else ""
+    line = Text(f"  ✓ {event.step:<9} {event.kind} {event.name}: ")
+    line.append(PAST.get(action, action) + what, style=ACTION_STYLE.get(action, ""))
+    line.append(f"{detail}  {event.elapsed:.1f}s (t+{total:.1f}s)", style="dim")
+    return line

@@ -1,0 +1,258 @@
+"""The one interface every resource kind implements, and the planning built on it.
+
+A resource reads its remote state into a flat dict of comparable fields, states the fields it
+wants, and the generic `plan()` compares the two. `apply()` then makes only the calls the
+differing fields need, which is why a second `up` makes no mutating call, and why `plan`,
+`up --dry-run` and `status` need no special code per resource. ARNs are derived from
+account, region and names, so planning needs no resource to exist.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pipelinectl.clients import Client, ClientFactory
+from pipelinectl.config import TAG_KEY, Config, Names
+from pipelinectl.errors import NotOursError
+
+Action = Literal["create", "update", "unchanged", "conflict", "delete", "absent", "refused",
+                 "keep"]
+Observed = dict[str, Any]
+HealthLevel = Literal["ok", "warn", "error"]
+Health = tuple[str, HealthLevel, dict[str, Any]]
+
+
+class _KnownAfterApply:
+    """A desired value that depends on a resource not created yet (Terraform's phrase)."""
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "(known after apply)"
+
+
+KNOWN_AFTER_APPLY: Any = _KnownAfterApply()
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one resource needs: the unit of plan output and of apply."""
+
+    step: str
+    kind: str
+    name: str
+    action: Action
+    fields: tuple[str, ...] = ()
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "kind": self.kind, "name": self.name, "action": self.action,
+                "fields": list(self.fields), "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One line of `status`: what exists, where, and whether it is healthy."""
+
+    step: str
+    kind: str
+    name: str
+    arn: str
+    state: str
+    health: Literal["ok", "warn", "error", "missing"]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "kind": self.kind, "name": self.name, "arn": self.arn,
+                "state": self.state, "health": self.health, "details": self.details}
+
+
+@dataclass
+class Context:
+    """Everything a resource needs to know about where it lives."""
+
+    config: Config
+    factory: ClientFactory
+    account: str
+    region: str
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> Names:
+        return self.config.names(self.account, self.region)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.config.resource_tags()
+
+    @property
+    def partition(self) -> str:
+        if self.region.startswith("cn-"):
+            return "aws-cn"
+        if self.region.startswith("us-gov-"):
+            return "aws-us-gov"
+        return "aws"
+
+    def client(self, service: str) -> Client:
+        return self.factory.client(service)
+
+    def arn(self, service: str, resource: str, *, region: bool = True,
+            account: bool = True) -> str:
+        return (f"arn:{self.partition}:{service}:{self.region if region else ''}:"
+                f"{self.account if account else ''}:{resource}")
+
+
+class Resource(ABC):
+    """One AWS resource the pipeline owns."""
+
+    step: ClassVar[str]
+    kind: ClassVar[str]
+    #: False for things that cannot carry tags (subscriptions, mappings, aliases): they are
+    #: ours because they hang off a resource that is ours and are only found through it.
+    taggable: ClassVar[bool] = True
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @property
+    @abstractmethod
+    def name(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def arn(self) -> str: ...
+
+    @abstractmethod
+    def read(self) -> Observed | None:
+        """Remote state as {field: value} (plus "tags"), or None when absent."""
+
+    @abstractmethod
+    def desired(self) -> Observed:
+        """The fields we want, in the same shape read() returns them."""
+
+    @abstractmethod
+    def create(self) -> None: ...
+
+    @abstractmethod
+    def update(self, fields: set[str], observed: Observed) -> None: ...
+
+    @abstractmethod
+    def delete(self, observed: Observed) -> None: ...
+
+    def health(self, observed: Observed) -> Health:
+        """State text, health and details for `status`; override where there is more."""
+        return "exists", "ok", {}
+
+    # -- generic behaviour built on the methods above -------------------------------------
+
+    def owner_problem(self, observed: Observed) -> str | None:
+        if not self.taggable:
+            return None
+        owner = (observed.get("tags") or {}).get(TAG_KEY)
+        if owner == self.ctx.config.name:
+            return None
+        if owner is None:
+            return f"exists without the tag {TAG_KEY}={self.ctx.config.name}"
+        return f"belongs to pipeline {owner!r}"
+
+    def change(self, action: Action, fields: tuple[str, ...] = (), detail: str = "") -> Change:
+        return Change(self.step, self.kind, self.name, action, fields, detail)
+
+    def plan(self, observed: Observed | None = None, *, read: bool = True) -> Change:
+        if read:
+            observed = self.read()
+        if observed is None:
+            return self.change("create")
+        problem = self.owner_problem(observed)
+        if problem:
+            return self.change("conflict", detail=problem)
+        wanted = self.desired()
+        differing = tuple(k for k, v in wanted.items() if not _matches(k, observed.get(k), v))
+        return self.change("update", differing) if differing else self.change("unchanged")
+
+    def apply(self) -> Change:
+        observed = self.read()
+        planned = self.plan(observed, read=False)
+        if planned.action == "conflict":
+            raise NotOursError(
+                f"The {self.kind} {self.name!r} {planned.detail}; it is not this pipeline's, "
+                "so pipelinectl will not touch it. Choose another --name or set its name "
+                "in [names] of pipeline.toml."
+            )
+        if planned.action == "create":
+            self.create()
+        elif planned.action == "update" and observed is not None:
+            self.update(set(planned.fields), observed)
+        return planned
+
+    def teardown(self, keep: bool = False) -> Change:
+        observed = self.read()
+        if observed is None:
+            return self.change("absent")
+        problem = self.owner_problem(observed)
+        if problem:
+            return self.change("refused", detail=problem)
+        if keep:
+            return self.change("keep", detail="kept (--keep-data)")
+        self.delete(observed)
+        return self.change("delete")
+
+    def status(self) -> StatusRow:
+        observed = self.read()
+        if observed is None:
+            return StatusRow(self.step, self.kind, self.name, self.arn, "missing", "missing")
+        problem = self.owner_problem(observed)
+        if problem:
+            return StatusRow(self.step, self.kind, self.name, self.arn, f"not ours: {problem}",
+                             "error")
+        state, health, details = self.health(observed)
+        return StatusRow(self.step, self.kind, self.name, self.arn, state, health, details)
+
+
+def _matches(key: str, have: Any, want: Any) -> bool:
+    """Tags match when ours are present: tags someone else added are theirs to keep."""
+    if key == "tags":
+        return isinstance(have, dict) and all(have.get(k) == v for k, v in want.items())
+    return bool(have == want)
+
+
+def error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def policy_json(document: dict[str, Any]) -> str:
+    """Canonical JSON so equal policies compare equal as text."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def parse_policy(text: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """Policies come back as JSON text, URL-encoded JSON (IAM) or already parsed."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, dict):
+        return text
+    from urllib.parse import unquote
+
+    try:
+        parsed: dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = json.loads(unquote(text))
+    return parsed
+
+
+def tag_list(tags: dict[str, str], key: str = "Key", value: str = "Value") -> list[dict[str,
+                                                                                       str]]:
+    return [{key: k, value: v} for k, v in sorted(tags.items())]
+
+
+def tag_dict(items: list[dict[str, str]] | None, key: str = "Key",
+             value: str = "Value") -> dict[str, str]:
+    return {item[key]: item[value] for item in items or []}

@@ -1,0 +1,175 @@
+"""The landing bucket: EventBridge notifications on, public access blocked, TLS only,
+default encryption, optional versioning. Teardown empties it, object versions included."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from pipelinectl.errors import PipelineError
+from pipelinectl.resources.base import (
+    Health,
+    Observed,
+    Resource,
+    error_code,
+    parse_policy,
+    policy_json,
+    tag_dict,
+    tag_list,
+)
+
+BLOCK_ALL = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+             "RestrictPublicBuckets": True}
+DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+
+
+class Bucket(Resource):
+    step = "bucket"
+    kind = "S3 bucket"
+
+    @property
+    def name(self) -> str:
+        return self.ctx.names.bucket
+
+    @property
+    def arn(self) -> str:
+        return f"arn:{self.ctx.partition}:s3:::{self.name}"
+
+    def desired(self) -> Observed:
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [self.arn, f"{self.arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }],
+        }
+        return {
+            "eventbridge": True,
+            "public_access_block": BLOCK_ALL,
+            "policy": parse_policy(policy_json(policy)),
+            "encryption": "AES256",
+            "versioning": "Enabled" if self.ctx.config.bucket_versioning else "Disabled",
+            "tags": self.ctx.tags,
+        }
+
+    def read(self) -> Observed | None:
+        s3 = self.ctx.client("s3")
+        try:
+            s3.head_bucket(Bucket=self.name)
+        except Exception as exc:
+            code = error_code(exc)
+            if code in {"404", "NoSuchBucket", "NotFound"}:
+                return None
+            if code in {"403", "AccessDenied"}:
+                return {"tags": {}, "foreign": True}
+            raise
+        return {
+            "eventbridge": "EventBridgeConfiguration" in s3.get_bucket_notification_configuration(
+                Bucket=self.name),
+            "public_access_block": self._optional(
+                s3.get_public_access_block, "PublicAccessBlockConfiguration"),
+            "policy": parse_policy(self._optional(s3.get_bucket_policy, "Policy")),
+            "encryption": _sse_algorithm(self._optional(
+                s3.get_bucket_encryption, "ServerSideEncryptionConfiguration")),
+            "versioning": s3.get_bucket_versioning(Bucket=self.name).get("Status", "Disabled"),
+            "tags": tag_dict(self._optional(s3.get_bucket_tagging, "TagSet")),
+        }
+
+    def _optional(self, getter: Any, key: str) -> Any:
+        """S3 answers 'not configured' with an error code rather than an empty value."""
+        try:
+            return getter(Bucket=self.name).get(key)
+        except Exception as exc:
+            if error_code(exc) in {"NoSuchBucketPolicy", "NoSuchTagSet",
+                                   "NoSuchPublicAccessBlockConfiguration",
+                                   "ServerSideEncryptionConfigurationNotFoundError"}:
+                return None
+            raise
+
+    def create(self) -> None:
+        s3 = self.ctx.client("s3")
+        kwargs: dict[str, Any] = {"Bucket": self.name}
+        if self.ctx.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.ctx.region}
+        s3.create_bucket(**kwargs)
+        # Tag first: a re-run after a crash must recognise the bucket as ours.
+        self.update(set(self.desired()), {})
+
+    def update(self, fields: set[str], observed: Observed) -> None:
+        s3 = self.ctx.client("s3")
+        wanted = self.desired()
+        if "tags" in fields:
+            merged = {**(observed.get("tags") or {}), **wanted["tags"]}
+            s3.put_bucket_tagging(Bucket=self.name, Tagging={"TagSet": tag_list(merged)})
+        if "public_access_block" in fields:
+            s3.put_public_access_block(Bucket=self.name,
+                                       PublicAccessBlockConfiguration=BLOCK_ALL)
+        if "encryption" in fields:
+            s3.put_bucket_encryption(Bucket=self.name, ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
+                           "BucketKeyEnabled": True}]})
+        if "policy" in fields:
+            s3.put_bucket_policy(Bucket=self.name, Policy=policy_json(wanted["policy"]))
+        if "eventbridge" in fields:
+            s3.put_bucket_notification_configuration(
+                Bucket=self.name,
+                NotificationConfiguration={"EventBridgeConfiguration": {}})
+        if "versioning" in fields and (observed.get("versioning") not in (None, "Disabled")
+                                       or wanted["versioning"] == "Enabled"):
+            status = "Enabled" if wanted["versioning"] == "Enabled" else "Suspended"
+            s3.put_bucket_versioning(Bucket=self.name,
+                                     VersioningConfiguration={"Status": status})
+
+    def owner_problem(self, observed: Observed) -> str | None:
+        if observed.get("foreign"):
+            return "is owned by another AWS account (bucket names are global)"
+        return super().owner_problem(observed)
+
+    def delete(self, observed: Observed) -> None:
+        s3 = self.ctx.client("s3")
+        self.empty()
+        with contextlib.suppress(s3.exceptions.NoSuchBucket):
+            s3.delete_bucket(Bucket=self.name)
+
+    def empty(self) -> int:
+        """Delete every object version and delete marker; returns how many were removed."""
+        s3 = self.ctx.client("s3")
+        removed = 0
+        batch: list[dict[str, str]] = []
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=self.name):
+            for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                batch.append({"Key": entry["Key"], "VersionId": entry["VersionId"]})
+                if len(batch) == DELETE_BATCH:
+                    removed += self._delete_objects(batch)
+                    batch = []
+        if batch:
+            removed += self._delete_objects(batch)
+        return removed
+
+    def _delete_objects(self, batch: list[dict[str, str]]) -> int:
+        response = self.ctx.client("s3").delete_objects(
+            Bucket=self.name, Delete={"Objects": batch, "Quiet": True})
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise PipelineError(
+                f"Could not empty bucket {self.name}: {len(errors)} objects refused deletion "
+                f"({first.get('Key')}: {first.get('Code')}); fix that and re-run teardown."
+            )
+        return len(batch)
+
+    def health(self, observed: Observed) -> Health:
+        problems = [k for k, v in self.desired().items() if k != "tags" and observed.get(k) != v]
+        if problems:
+            return f"drifted: {', '.join(problems)}", "warn", {"drift": problems}
+        return "ready", "ok", {"versioning": observed["versioning"]}
+
+
+def _sse_algorithm(config: dict[str, Any] | None) -> str | None:
+    rules = (config or {}).get("Rules") or [{}]
+    value = rules[0].get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
+    return str(value) if value else None

@@ -1,0 +1,212 @@
+"""The processor function and its log group.
+
+The log group is created before the function so retention and tags apply from the first log
+line (if Lambda created it, it would keep logs forever and carry no tag). Code is uploaded
+only when CodeSha256 differs; configuration is updated only for the fields that differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from pipelinectl import packaging
+from pipelinectl.errors import PipelineError
+from pipelinectl.resources.base import (
+    KNOWN_AFTER_APPLY,
+    Health,
+    HealthLevel,
+    Observed,
+    Resource,
+    error_code,
+)
+from pipelinectl.resources.queues import DeadLetterQueue
+
+ROLE_NOT_READY = "cannot be assumed by Lambda"
+ROLE_RETRY_DELAYS = (1, 2, 3, 5, 8, 10, 10, 10, 10)  # ~60 s in all: IAM propagation
+WAIT = {"Delay": 1, "MaxAttempts": 120}
+
+
+class LogGroup(Resource):
+    step = "lambda"
+    kind = "log group"
+
+    @property
+    def name(self) -> str:
+        return self.ctx.names.log_group
+
+    @property
+    def arn(self) -> str:
+        return self.ctx.arn("logs", f"log-group:{self.name}")
+
+    def desired(self) -> Observed:
+        return {"retention_days": self.ctx.config.log_retention_days, "tags": self.ctx.tags}
+
+    def read(self) -> Observed | None:
+        logs = self.ctx.client("logs")
+        groups = logs.describe_log_groups(logGroupNamePrefix=self.name).get("logGroups", [])
+        group = next((g for g in groups if g["logGroupName"] == self.name), None)
+        if group is None:
+            return None
+        tags = logs.list_tags_for_resource(resourceArn=self.arn).get("tags", {})
+        return {"retention_days": group.get("retentionInDays"), "tags": tags,
+                "stored_bytes": group.get("storedBytes", 0)}
+
+    def create(self) -> None:
+        self.ctx.client("logs").create_log_group(logGroupName=self.name, tags=self.ctx.tags)
+        self._put_retention()
+
+    def _put_retention(self) -> None:
+        self.ctx.client("logs").put_retention_policy(
+            logGroupName=self.name, retentionInDays=self.ctx.config.log_retention_days)
+
+    def update(self, fields: set[str], observed: Observed) -> None:
+        if "retention_days" in fields:
+            self._put_retention()
+        if "tags" in fields:
+            self.ctx.client("logs").tag_resource(resourceArn=self.arn, tags=self.ctx.tags)
+
+    def delete(self, observed: Observed) -> None:
+        logs = self.ctx.client("logs")
+        with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
+            logs.delete_log_group(logGroupName=self.name)
+
+    def health(self, observed: Observed) -> Health:
+        return f"retention {observed['retention_days']} days", "ok", {
+            "retention_days": observed["retention_days"]}
+
+
+class Function(Resource):
+    step = "lambda"
+    kind = "Lambda function"
+
+    @property
+    def name(self) -> str:
+        return self.ctx.names.function
+
+    @property
+    def arn(self) -> str:
+        return self.ctx.arn("lambda", f"function:{self.name}")
+
+    def artifact(self) -> packaging.Artifact:
+        if "artifact" not in self.ctx.cache:
+            self.ctx.cache["artifact"] = packaging.build()
+        artifact: packaging.Artifact = self.ctx.cache["artifact"]
+        return artifact
+
+    def environment(self) -> dict[str, str]:
+        ctx, names = self.ctx, self.ctx.names
+        dlq = DeadLetterQueue(ctx)
+        dlq_url = ctx.cache.get("dlq_url") or dlq.url()
+        if dlq_url:
+            ctx.cache["dlq_url"] = dlq_url
+        return {
+            "PIPELINE_NAME": ctx.config.name,
+            "TABLE_NAME": names.table,
+            "ALERTS_TOPIC_ARN": ctx.arn("sns", names.alerts_topic),
+            "DLQ_URL": dlq_url or KNOWN_AFTER_APPLY,
+            "ALERT_THRESHOLD": str(ctx.config.alert_threshold),
+            "REJECTS_PREFIX": "rejected/",
+            "POWERTOOLS_SERVICE_NAME": names.function,
+            "POWERTOOLS_METRICS_NAMESPACE": f"pipelinectl/{ctx.config.name}",
+        }
+
+    def desired(self) -> Observed:
+        return {
+            "code_sha256": self.artifact().sha256,
+            "runtime": packaging.RUNTIME,
+            "handler": packaging.HANDLER,
+            "role": self.ctx.arn("iam", f"role/{self.ctx.names.role}", region=False),
+            "timeout": self.ctx.config.function_timeout,
+            "memory": self.ctx.config.function_memory,
+            "environment": self.environment(),
+            "tags": self.ctx.tags,
+        }
+
+    def read(self) -> Observed | None:
+        lam = self.ctx.client("lambda")
+        try:
+            function = lam.get_function(FunctionName=self.name)
+        except lam.exceptions.ResourceNotFoundException:
+            return None
+        conf = function["Configuration"]
+        return {
+            "code_sha256": conf.get("CodeSha256"),
+            "runtime": conf.get("Runtime"),
+            "handler": conf.get("Handler"),
+            "role": conf.get("Role"),
+            "timeout": conf.get("Timeout"),
+            "memory": conf.get("MemorySize"),
+            "environment": conf.get("Environment", {}).get("Variables", {}),
+            "tags": function.get("Tags", {}),
+            "state": conf.get("State", "Active"),
+            "last_update": conf.get("LastUpdateStatus", "Successful"),
+            "code_size": conf.get("CodeSize", 0),
+        }
+
+    def _configuration(self) -> dict[str, Any]:
+        wanted = self.desired()
+        return {"Runtime": wanted["runtime"], "Handler": wanted["handler"],
+                "Role": wanted["role"], "Timeout": wanted["timeout"],
+                "MemorySize": wanted["memory"],
+                "Environment": {"Variables": wanted["environment"]}}
+
+    def create(self) -> None:
+        artifact = self.artifact()
+        self._with_role_retry(lambda: self.ctx.client("lambda").create_function(
+            FunctionName=self.name, Code={"ZipFile": artifact.data}, PackageType="Zip",
+            Description=f"pipelinectl: processor of pipeline {self.ctx.config.name}",
+            Tags=self.ctx.tags, Publish=False, **self._configuration()))
+        self._wait("function_active_v2")
+
+    def update(self, fields: set[str], observed: Observed) -> None:
+        lam = self.ctx.client("lambda")
+        if "code_sha256" in fields:
+            lam.update_function_code(FunctionName=self.name, ZipFile=self.artifact().data)
+            self._wait("function_updated_v2")
+        keys = {"runtime": "Runtime", "handler": "Handler", "role": "Role",
+                "timeout": "Timeout", "memory": "MemorySize", "environment": "Environment"}
+        configuration = self._configuration()
+        changed = {keys[f]: configuration[keys[f]] for f in sorted(fields) if f in keys}
+        if changed:
+            self._with_role_retry(lambda: lam.update_function_configuration(
+                FunctionName=self.name, **changed))
+            self._wait("function_updated_v2")
+        if "tags" in fields:
+            lam.tag_resource(Resource=self.arn, Tags=self.ctx.tags)
+
+    def _wait(self, waiter: str) -> None:
+        self.ctx.client("lambda").get_waiter(waiter).wait(FunctionName=self.name,
+                                                           WaiterConfig=WAIT)
+
+    def _with_role_retry(self, call: Any) -> Any:
+        """A new role takes seconds to propagate; Lambda refuses it until then."""
+        for delay in (*ROLE_RETRY_DELAYS, None):
+            try:
+                return call()
+            except Exception as exc:
+                if error_code(exc) != "InvalidParameterValueException" or \
+                        ROLE_NOT_READY not in str(exc) or delay is None:
+                    if ROLE_NOT_READY in str(exc):
+                        raise PipelineError(
+                            f"Lambda still cannot assume role {self.ctx.names.role} after "
+                            "about a minute; check its trust policy (`pipelinectl roles`) "
+                            "and re-run."
+                        ) from exc
+                    raise
+                time.sleep(delay)
+        return None  # unreachable: the last attempt returns or raises
+
+    def delete(self, observed: Observed) -> None:
+        lam = self.ctx.client("lambda")
+        with contextlib.suppress(lam.exceptions.ResourceNotFoundException):
+            lam.delete_function(FunctionName=self.name)
+
+    def health(self, observed: Observed) -> Health:
+        state, update = observed["state"], observed["last_update"]
+        level: HealthLevel = "ok" if state == "Active" and update == "Successful" else (
+            "error" if "Failed" in (state, update) else "warn")
+        return f"{state} ({update})", level, {
+            "state": state, "last_update": update, "code_size": observed["code_size"],
+            "runtime": observed["runtime"]}
