@@ -1,0 +1,189 @@
+"""One SQS batch: unwrap and validate every record, store across records, report per record.
+
+Why two phases: single transactions usually arrive one per SQS message, so storing them
+record by record would cost one DynamoDB call per transaction. Instead :meth:`BatchRun.prepare`
+unwraps and validates all records first, stores every valid transaction of the batch
+together (25 per BatchWriteItem), sends invalid messages to the DLQ together, and remembers
+the outcome per record. Powertools' batch processor then walks the records
+(:meth:`BatchRun.handle_record`): it re-raises a remembered transient failure, streams the
+files that S3 events point to, and builds the partial batch response from what raised.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from .config import Settings
+from .envelopes import Payload, unwrap
+from .errors import Rejected, TransientError
+from .files import FileProcessor
+from .observability import logger
+from .persist import Outcome, Persister
+from .rejects import DeadLetter, DeadLetters
+from .validation import Transaction, validate
+
+
+@dataclass
+class Stats:
+    """Per-invocation counters, published as EMF metrics by the handler."""
+
+    stored: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    alerts_sent: int = 0
+    alerts_unrecorded: int = 0
+    dead_lettered: int = 0
+    file_rows: int = 0
+    files: int = 0
+
+    def add_outcome(self, outcome: Outcome) -> None:
+        self.stored += outcome.stored
+        self.unchanged += outcome.unchanged
+        self.alerts_sent += outcome.alerts_sent
+        self.alerts_unrecorded += outcome.alerts_unrecorded
+
+
+@dataclass
+class RecordPlan:
+    """What phase one decided for one SQS record."""
+
+    message_id: str
+    body: str
+    attributes: Mapping[str, Any]
+    payload: Payload | None = None
+    problem: Rejected | None = None  # the whole message is unusable
+    item_problems: list[tuple[int, Rejected]] = field(default_factory=list)
+    txns: list[Transaction] = field(default_factory=list)
+    failure: str | None = None  # transient: becomes a batch item failure
+
+    def dead_letter(self) -> DeadLetter | None:
+        """The DLQ entry if any part of the message was invalid."""
+        if self.problem is not None:
+            return DeadLetter(self.message_id, self.body, self.problem, self.attributes)
+        if not self.item_problems:
+            return None
+        if len(self.item_problems) == 1 and self.payload and len(self.payload.items) == 1:
+            problem = self.item_problems[0][1]
+        else:
+            shown = "; ".join(f"item {i}: {p.reason}" for i, p in self.item_problems[:5])
+            more = len(self.item_problems) - 5
+            reason = shown + (f"; and {more} more invalid item(s)" if more > 0 else "")
+            problem = Rejected(self.item_problems[0][1].code, reason)
+        return DeadLetter(self.message_id, self.body, problem, self.attributes)
+
+
+class BatchRun:
+    """The work of one invocation."""
+
+    def __init__(self, settings: Settings, persister: Persister, files: FileProcessor,
+                 dead_letters: DeadLetters, deadline_ms: int) -> None:
+        self.settings = settings
+        self.persister = persister
+        self.files = files
+        self.dead_letters = dead_letters
+        self.deadline_ms = deadline_ms
+        self.plans: dict[str, RecordPlan] = {}
+        self.stats = Stats()
+
+    def prepare(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Phase one: plan every record, then store and dead-letter across records."""
+        for record in records:
+            plan = self._plan(record)
+            self.plans[plan.message_id] = plan
+        self._store_inline()
+        self._dead_letter([p for p in self.plans.values() if p.failure is None])
+
+    def handle_record(self, record: SQSRecord) -> str:
+        """Phase two, called by Powertools for each record; raising makes it a batch failure."""
+        plan = self.plans[record.message_id]
+        logger.append_keys(message_id=record.message_id)
+        try:
+            if plan.failure is not None:
+                raise TransientError(plan.failure)
+            if plan.payload is not None and plan.payload.files:
+                self._process_files(plan)
+            return "ok"
+        except Exception:
+            logger.warning("record will be retried", exc_info=True)
+            raise
+        finally:
+            logger.remove_keys(["message_id"])
+
+    def _plan(self, record: Mapping[str, Any]) -> RecordPlan:
+        body = record.get("body")
+        plan = RecordPlan(str(record.get("messageId")), body if isinstance(body, str) else "",
+                          record.get("messageAttributes") or {})
+        try:
+            plan.payload = unwrap(plan.body, plan.attributes)
+        except Rejected as problem:
+            plan.problem = problem
+            self.stats.rejected += 1
+            return plan
+        for index, item in enumerate(plan.payload.items, start=1):
+            try:
+                plan.txns.append(self._validate_item(item, plan.payload))
+            except Rejected as problem:
+                plan.item_problems.append((index, problem))
+        self.stats.rejected += len(plan.item_problems)
+        return plan
+
+    def _validate_item(self, item: Any, payload: Payload) -> Transaction:
+        size = len(json.dumps(item, default=str).encode())
+        if size > self.settings.max_row_bytes:
+            raise Rejected("oversized_row", f"the transaction is larger than "
+                                            f"{self.settings.max_row_bytes} bytes")
+        return validate(item, source=payload.via, type_attribute=payload.type_attribute,
+                        unknown_fields=self.settings.unknown_fields)
+
+    def _store_inline(self) -> None:
+        owners: dict[str, list[RecordPlan]] = defaultdict(list)
+        txns = []
+        for plan in self.plans.values():
+            for txn in plan.txns:
+                owners[txn.transaction_id].append(plan)
+                txns.append(txn)
+        if not txns:
+            return
+        outcome = self.persister.persist(txns, self.deadline_ms)
+        self.stats.add_outcome(outcome)
+        for txn_id, reason in outcome.failed.items():
+            for plan in owners[txn_id]:
+                plan.failure = plan.failure or f"transaction {txn_id}: {reason}"
+
+    def _dead_letter(self, plans: Sequence[RecordPlan]) -> None:
+        letters = [d for d in (p.dead_letter() for p in plans) if d is not None]
+        if not letters:
+            return
+        failed = self.dead_letters.send(letters)
+        for letter in letters:
+            if letter.message_id in failed:
+                self.plans[letter.message_id].failure = failed[letter.message_id]
+            else:
+                self.stats.dead_lettered += 1
+                logger.warning("message sent to the DLQ", extra={
+                    "message_id": letter.message_id, "error_code": letter.problem.code,
+                    "error_reason": letter.problem.reason})
+
+    def _process_files(self, plan: RecordPlan) -> None:
+        assert plan.payload is not None
+        for ref in plan.payload.files:
+            try:
+                stats = self.files.process(ref, self.deadline_ms)
+            except Rejected as problem:
+                plan.problem = problem
+                self.stats.rejected += 1
+                self._dead_letter([plan])
+                if plan.failure is not None:
+                    raise TransientError(plan.failure) from None
+                continue
+            self.stats.files += 1
+            self.stats.file_rows += stats.rows
+            self.stats.rejected += stats.rejected
+            if stats.outcome is not None:
+                self.stats.add_outcome(stats.outcome)

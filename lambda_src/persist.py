@@ -1,0 +1,191 @@
+"""Store validated transactions and alert on the large ones - exactly once in effect.
+
+The guarantee, precisely (also in the README):
+
+* **Rows**: the table is keyed by ``transaction_id``; reprocessing a row never adds a row.
+  A row whose content is unchanged is not rewritten (its ``processed_at`` is the first
+  processing time); a changed row replaces the old content (last write wins).
+* **No lost alert**: an alert candidate (amount > threshold) is stored *and* claimed in one
+  conditional ``UpdateItem`` (``alerted_at`` absent and no live claim). The claim expires at
+  the end of the claiming invocation (its Lambda deadline), because no code of that
+  invocation can still be running afterwards; SQS redelivers a failed or crashed record only
+  after the visibility timeout (>= 6 x function timeout), so a retry always finds the claim
+  of a crashed attempt expired and claims again. A crash between storing and alerting
+  therefore delays the alert, it never loses it.
+* **No repeated alert**: once SNS accepted the alert, ``alerted_at`` (and the SNS message id)
+  is recorded and the claim dropped; any later attempt sees ``alerted_at`` and stays silent.
+  Puts of changed rows carry ``alerted_at`` over, candidates are only ever *updated*.
+* **Residual windows** (at-least-once there, with the same ``AlertId`` so subscribers can
+  deduplicate): (1) the function dies, or DynamoDB keeps failing, between SNS accepting the
+  alert and ``alerted_at`` being recorded - a later redelivery of the same transaction
+  alerts again; (2) the publish call's outcome is unknown (timeout after SNS accepted it)
+  and the retry publishes again; (3) two invocations race on the *same* transaction id with
+  *different* content, one of them at or below the threshold: its whole-item put can land
+  between the other's read and its ``alerted_at`` write. SNS standard topics offer no
+  deduplication to close these.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .alerts import Alerter
+from .errors import error_code
+from .observability import logger
+from .storage import BATCH_GET_LIMIT, Existing, TransactionStore, UnprocessedError, chunked
+from .storage import new_item as build_item
+from .validation import Transaction
+
+#: Added to the invocation deadline for the claim lease: clocks of Lambda hosts may differ.
+CLOCK_SKEW_MS = 2_000
+RECORD_ATTEMPTS = 3
+AWS_ERRORS = (ClientError, BotoCoreError, UnprocessedError)
+
+
+@dataclass
+class Outcome:
+    """Counts for metrics, plus transaction ids that must be retried (id -> reason)."""
+
+    stored: int = 0
+    unchanged: int = 0
+    alerts_sent: int = 0
+    alerts_unrecorded: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def add(self, other: Outcome) -> None:
+        self.stored += other.stored
+        self.unchanged += other.unchanged
+        self.alerts_sent += other.alerts_sent
+        self.alerts_unrecorded += other.alerts_unrecorded
+        self.failed.update(other.failed)
+
+
+@dataclass
+class Persister:
+    """Ties storage and alerts together; one instance per container."""
+
+    store: TransactionStore
+    alerter: Alerter
+    threshold: Decimal
+    clock: Callable[[], float]
+    #: Test seam: called after candidates are stored and claimed, before they are published.
+    before_publish: Callable[[Sequence[Transaction]], None] | None = None
+
+    def persist(self, txns: Sequence[Transaction], deadline_ms: int) -> Outcome:
+        """Store ``txns`` (the last one wins for a repeated id) and send their alerts."""
+        unique = list({t.transaction_id: t for t in txns}.values())
+        outcome = Outcome()
+        for chunk in chunked(unique, BATCH_GET_LIMIT):
+            outcome.add(self._persist_chunk(chunk, deadline_ms))
+        return outcome
+
+    def _persist_chunk(self, chunk: Sequence[Transaction], deadline_ms: int) -> Outcome:
+        outcome = Outcome()
+        try:
+            existing = self.store.read(t.transaction_id for t in chunk)
+        except AWS_ERRORS as exc:
+            return _all_failed(chunk, f"DynamoDB BatchGetItem failed: {error_code(exc)}")
+        now = self.clock()
+        processed_at = _iso(now)
+        plain = [t for t in chunk if t.amount <= self.threshold]
+        candidates = [t for t in chunk if t.amount > self.threshold]
+        changed = [t for t in plain if _changed(t, existing.get(t.transaction_id))]
+        outcome.unchanged += len(plain) - len(changed)
+        items = [build_item(t, processed_at, existing.get(t.transaction_id)) for t in changed]
+        try:
+            unwritten = self.store.put(items)
+        except AWS_ERRORS as exc:
+            outcome.failed.update(_all_failed(changed, f"DynamoDB BatchWriteItem failed: "
+                                                       f"{error_code(exc)}").failed)
+        else:
+            for txn_id in unwritten:
+                outcome.failed[txn_id] = "DynamoDB left the item unprocessed (throttled)"
+            outcome.stored += len(changed) - len(unwritten)
+        outcome.add(self._alert(candidates, existing, processed_at, now, deadline_ms))
+        return outcome
+
+    def _alert(self, candidates: Sequence[Transaction], existing: dict[str, Existing],
+               processed_at: str, now: float, deadline_ms: int) -> Outcome:
+        """Store and claim each candidate, publish the claimed ones, record what went out."""
+        outcome = Outcome()
+        claimed: dict[str, tuple[Transaction, str]] = {}
+        for txn in candidates:
+            old = existing.get(txn.transaction_id)
+            try:
+                token = self._claim_or_update(txn, old, processed_at, now, deadline_ms, outcome)
+            except AWS_ERRORS as exc:
+                reason = f"DynamoDB UpdateItem failed: {error_code(exc)}"
+                outcome.failed[txn.transaction_id] = reason
+                continue
+            if token is not None:
+                claimed[txn.transaction_id] = (txn, token)
+        if not claimed:
+            return outcome
+        if self.before_publish is not None:
+            self.before_publish([t for t, _ in claimed.values()])
+        result = self.alerter.publish([t for t, _ in claimed.values()])
+        for txn_id, (_, token) in claimed.items():
+            if txn_id in result.sent:
+                outcome.alerts_sent += 1
+                if not self._record(txn_id, result.sent[txn_id]):
+                    outcome.alerts_unrecorded += 1
+            else:
+                self.store.release(txn_id, token)
+                outcome.failed[txn_id] = result.failed.get(txn_id, "SNS did not confirm the alert")
+        return outcome
+
+    def _claim_or_update(self, txn: Transaction, old: Existing | None, processed_at: str,
+                         now: float, deadline_ms: int, outcome: Outcome) -> str | None:
+        """Returns the claim token when this invocation must publish the alert."""
+        changed = _changed(txn, old)
+        token: str | None = None
+        if old is None or old.alerted_at is None:
+            token = uuid.uuid4().hex
+            state = self.store.claim(txn, processed_at if changed else None,
+                                     until_ms=deadline_ms + CLOCK_SKEW_MS, token=token,
+                                     now_ms=int(now * 1000))
+            if state is not None:  # refused: already alerted, or claimed by someone else
+                token = None
+                if state.alerted_at is None:
+                    outcome.failed[txn.transaction_id] = (
+                        "another invocation is sending this alert (claim held); retrying later")
+        if changed and token is None:  # the content is not stored by a claim: store it now
+            self.store.update_fields(txn, processed_at)
+        outcome.stored += changed
+        outcome.unchanged += not changed
+        return token
+
+    def _record(self, txn_id: str, message_id: str) -> bool:
+        """Record ``alerted_at``; failing that is logged, not retried via SQS (see window 1)."""
+        last = ""
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                self.store.record_alert(txn_id, _iso(self.clock()), message_id)
+                return True
+            except AWS_ERRORS as exc:
+                last = error_code(exc)
+                self.store.sleep(0.1 * 2**attempt)
+        logger.error("alert sent but alerted_at not recorded; a redelivery would repeat it",
+                     extra={"transaction_id": txn_id, "sns_message_id": message_id,
+                            "error": last})
+        return False
+
+
+def _changed(txn: Transaction, old: Existing | None) -> bool:
+    return old is None or old.fingerprint != txn.fingerprint()
+
+
+def _all_failed(txns: Sequence[Transaction], reason: str) -> Outcome:
+    return Outcome(failed={t.transaction_id: reason for t in txns})
+
+
+def _iso(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+

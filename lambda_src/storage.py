@@ -1,0 +1,238 @@
+"""DynamoDB access: batched, idempotent writes and the alert claim on the item.
+
+Only these table actions are used, matching the role's inline policy: ``BatchGetItem``,
+``BatchWriteItem`` and ``UpdateItem``. Limits AWS enforces and moto does not are respected
+here by construction: at most 100 keys per BatchGetItem, at most 25 items per BatchWriteItem,
+no duplicate keys within one request.
+
+Why the extra read: BatchWriteItem puts a whole item and cannot be conditional, so a blind
+re-put of a redelivered row would erase ``alerted_at`` and re-arm the alert. Reading the few
+attributes that matter first (one call per 100 rows) lets us skip unchanged rows entirely,
+carry ``alerted_at`` over when a row really changed, and send alert candidates through a
+conditional ``UpdateItem`` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .validation import Transaction
+
+BATCH_GET_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
+RETRY_ATTEMPTS = 6
+ALERTED_AT = "alerted_at"
+ALERT_MESSAGE_ID = "alert_message_id"
+CLAIM_UNTIL = "alert_claim_until"
+CLAIM_TOKEN = "alert_claim_token"
+FINGERPRINT = "fingerprint"
+OPTIONAL_FIELDS = ("customer_id", "type")
+
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Existing:
+    """What the table already knows about a transaction id."""
+
+    fingerprint: str | None
+    alerted_at: str | None
+    alert_message_id: str | None
+    claim_until: int | None
+
+
+def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def to_attributes(item: dict[str, Any]) -> dict[str, Any]:
+    """Plain values (Decimal for numbers, never float) to DynamoDB attribute values."""
+    return {k: _SERIALIZER.serialize(v) for k, v in item.items() if v is not None}
+
+
+def from_attributes(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
+
+
+def new_item(txn: Transaction, processed_at: str, old: Existing | None) -> dict[str, Any]:
+    """The whole item for a put; keeps a previous ``alerted_at`` so a put never re-arms it."""
+    item = {**txn.content(), "source": txn.source, "processed_at": processed_at,
+            FINGERPRINT: txn.fingerprint()}
+    if old is not None and old.alerted_at is not None:
+        item[ALERTED_AT] = old.alerted_at
+        item[ALERT_MESSAGE_ID] = old.alert_message_id
+    return item
+
+
+class TransactionStore:
+    """The transactions table, through the low-level client (fewer layers, exact limits)."""
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        base_delay: float = 0.05,
+    ) -> None:
+        self.client = client
+        self.table = table_name
+        self.sleep = sleep
+        self.base_delay = base_delay
+
+    def read(self, ids: Iterable[str]) -> dict[str, Existing]:
+        """The alert/fingerprint state of ``ids`` that exist (BatchGetItem, 100 keys a call)."""
+        found: dict[str, Existing] = {}
+        for chunk in chunked(sorted(set(ids)), BATCH_GET_LIMIT):
+            request = {self.table: {
+                "Keys": [{"transaction_id": {"S": i}} for i in chunk],
+                "ProjectionExpression": "#id, #fp, #at, #mid, #cu",
+                "ExpressionAttributeNames": {"#id": "transaction_id", "#fp": FINGERPRINT,
+                                             "#at": ALERTED_AT, "#mid": ALERT_MESSAGE_ID,
+                                             "#cu": CLAIM_UNTIL},
+                "ConsistentRead": True,
+            }}
+            for attempt in range(RETRY_ATTEMPTS):
+                response = self.client.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(self.table, []):
+                    item = from_attributes(raw)
+                    found[item["transaction_id"]] = _existing(item)
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                self._backoff(attempt)
+            if request:
+                raise UnprocessedError("BatchGetItem left keys unprocessed after retries")
+        return found
+
+    def put(self, items: Sequence[dict[str, Any]]) -> set[str]:
+        """Write items 25 at a time; return the ids DynamoDB still refused after retries."""
+        unwritten: set[str] = set()
+        for chunk in chunked(items, BATCH_WRITE_LIMIT):
+            pending = [{"PutRequest": {"Item": to_attributes(i)}} for i in chunk]
+            for attempt in range(RETRY_ATTEMPTS):
+                response = self.client.batch_write_item(RequestItems={self.table: pending})
+                pending = (response.get("UnprocessedItems") or {}).get(self.table, [])
+                if not pending:
+                    break
+                self._backoff(attempt)
+            unwritten.update(r["PutRequest"]["Item"]["transaction_id"]["S"] for r in pending)
+        return unwritten
+
+    def update_fields(self, txn: Transaction, processed_at: str) -> None:
+        """Rewrite the business fields of a changed item, leaving its alert state alone."""
+        sets, removes, names, values = _field_updates(txn, processed_at)
+        expression = _expression(sets, removes)
+        self.client.update_item(
+            TableName=self.table, Key={"transaction_id": {"S": txn.transaction_id}},
+            UpdateExpression=expression, ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_attributes(values),
+        )
+
+    def claim(self, txn: Transaction, processed_at: str | None, until_ms: int, token: str,
+              now_ms: int) -> Existing | None:
+        """Store (when ``processed_at`` is given) and claim the alert in one conditional write.
+
+        Succeeds only if no alert was recorded and no unexpired claim exists. Returns None on
+        success, else the item's current state, so the caller can tell "already alerted"
+        from "another invocation is alerting right now".
+        """
+        sets, removes, names, values = (
+            _field_updates(txn, processed_at) if processed_at else ([], [], {}, {})
+        )
+        sets += ["#cu = :cu", "#ct = :ct"]
+        expression = _expression(sets, removes)
+        names.update({"#cu": CLAIM_UNTIL, "#ct": CLAIM_TOKEN, "#at": ALERTED_AT})
+        values.update({":cu": until_ms, ":ct": token, ":now": now_ms})
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"transaction_id": {"S": txn.transaction_id}},
+                UpdateExpression=expression, ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_attributes(values),
+                ConditionExpression="attribute_not_exists(#at) AND "
+                                    "(attribute_not_exists(#cu) OR #cu < :now)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return _existing(from_attributes(exc.response.get("Item") or {}))
+        return None
+
+    def record_alert(self, txn_id: str, alerted_at: str, message_id: str) -> None:
+        """Mark the alert as sent and drop the claim."""
+        self.client.update_item(
+            TableName=self.table, Key={"transaction_id": {"S": txn_id}},
+            UpdateExpression="SET #at = :at, #mid = :mid REMOVE #cu, #ct",
+            ExpressionAttributeNames={"#at": ALERTED_AT, "#mid": ALERT_MESSAGE_ID,
+                                      "#cu": CLAIM_UNTIL, "#ct": CLAIM_TOKEN},
+            ExpressionAttributeValues=to_attributes({":at": alerted_at, ":mid": message_id}),
+        )
+
+    def release(self, txn_id: str, token: str) -> None:
+        """Give a claim back after a failed publish, so the retry need not wait for expiry."""
+        # Best effort: the claim expires with the invocation anyway.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.client.update_item(
+                TableName=self.table, Key={"transaction_id": {"S": txn_id}},
+                UpdateExpression="REMOVE #cu, #ct", ConditionExpression="#ct = :ct",
+                ExpressionAttributeNames={"#cu": CLAIM_UNTIL, "#ct": CLAIM_TOKEN},
+                ExpressionAttributeValues={":ct": {"S": token}},
+            )
+
+    def _backoff(self, attempt: int) -> None:
+        """Exponential backoff with full jitter, capped at one second per wait."""
+        self.sleep(random.uniform(0, min(1.0, self.base_delay * 2**attempt)))
+
+
+class UnprocessedError(RuntimeError):
+    """DynamoDB kept refusing part of a batch request (throttling); retry the record later."""
+
+
+def _existing(item: dict[str, Any]) -> Existing:
+    claim = item.get(CLAIM_UNTIL)
+    return Existing(
+        fingerprint=item.get(FINGERPRINT),
+        alerted_at=item.get(ALERTED_AT),
+        alert_message_id=item.get(ALERT_MESSAGE_ID),
+        claim_until=int(claim) if claim is not None else None,
+    )
+
+
+def _field_updates(
+    txn: Transaction, processed_at: str
+) -> tuple[list[str], list[str], dict[str, str], dict[str, Any]]:
+    """``SET`` every business field and ``REMOVE`` absent optional ones, with aliased names
+    (``timestamp``, ``source`` and ``type`` are DynamoDB reserved words)."""
+    fields = {**txn.content(), "source": txn.source, "processed_at": processed_at,
+              FINGERPRINT: txn.fingerprint()}
+    fields.pop("transaction_id")
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    sets: list[str] = []
+    for index, (name, value) in enumerate(fields.items()):
+        names[f"#f{index}"] = name
+        values[f":f{index}"] = value
+        sets.append(f"#f{index} = :f{index}")
+    removes: list[str] = []
+    for index, name in enumerate(n for n in OPTIONAL_FIELDS if n not in fields):
+        names[f"#r{index}"] = name
+        removes.append(f"#r{index}")
+    return sets, removes, names, values
+
+
+def _expression(sets: list[str], removes: list[str]) -> str:
+    expression = "SET " + ", ".join(sets)
+    return expression + (" REMOVE " + ", ".join(removes) if removes else "")
