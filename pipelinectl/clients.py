@@ -6,6 +6,7 @@ hooks, so tests and benchmarks can count calls and `-v` can show them.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -71,14 +72,16 @@ class ClientFactory:
         if self._session is None:
             import boto3
             import botocore.exceptions
+            import botocore.session
 
-            kwargs: dict[str, Any] = {}
+            core = botocore.session.Session()
+            core.register_component("data_loader", _shared_loader())
+            kwargs: dict[str, Any] = {"botocore_session": core}
             if self.config.local:
-                kwargs = {"aws_access_key_id": "test", "aws_secret_access_key": "test",
-                          "region_name": self.config.region or "us-east-1"}
+                kwargs.update(aws_access_key_id="test", aws_secret_access_key="test",
+                              region_name=self.config.region or "us-east-1")
             else:
-                kwargs = {"profile_name": self.config.profile,
-                          "region_name": self.config.region}
+                kwargs.update(profile_name=self.config.profile, region_name=self.config.region)
             try:
                 self._session = boto3.Session(**kwargs)
             except botocore.exceptions.ProfileNotFound as exc:
@@ -133,3 +136,12 @@ class ClientFactory:
             ident = self.client("sts").get_caller_identity()
             self._identity = (str(ident["Account"]), str(ident["Arn"]))
         return self._identity[0]
+
+
+@functools.cache
+def _shared_loader() -> Any:
+    """One botocore model loader per process: parsing service JSON is most of a client's
+    creation cost, and every factory (each test, the local AWS) would otherwise repeat it."""
+    from botocore.loaders import create_loader
+
+    return create_loader()

@@ -113,10 +113,10 @@ def vendored_dependencies(requirements: Path) -> Path:
 def _walk(root: Path, prefix: str) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.endswith(
-            ".egg-info"))
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS
+                             and not d.endswith(".egg-info") and not d.startswith("."))
         for filename in filenames:
-            if filename.endswith(SKIP_SUFFIXES):
+            if filename.endswith(SKIP_SUFFIXES) or filename.startswith("."):
                 continue
             path = Path(dirpath) / filename
             found.append((prefix + path.relative_to(root).as_posix(), path))

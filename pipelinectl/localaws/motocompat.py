@@ -102,6 +102,7 @@ def _patches() -> list[_Patch]:
         _Patch(FakeBucket, "get_permission", lambda _orig: _bucket_get_permission),
         _Patch(Rule, "send_to_targets", _send_to_targets_with_sns),
         _Patch(Queue, "lambda_event_source_mappings", lambda _orig: _NO_SYNC_ESM),
+        _Patch(Queue, "_set_attributes", _set_attributes_keeping_policy),
     ]
 
 
@@ -356,6 +357,13 @@ def _send_to_targets_with_sns(original: Callable[..., None]) -> Callable[..., No
             try:
                 if target["Arn"].split(":")[2] == "sns":
                     _publish_event_to_sns(target, original_event, transform_input)
+                    log.info(
+                        "EventBridge rule %s → %s: %s",
+                        self.name,
+                        target["Arn"].rsplit(":", 1)[-1],
+                        original_event.get("detail-type"),
+                        extra={"activity": "deliver"},
+                    )
                 else:
                     single = copy.copy(self)
                     single.targets = [target]
@@ -419,3 +427,21 @@ class _NoSyncEventSourceMappings:
 
 
 _NO_SYNC_ESM = _NoSyncEventSourceMappings()
+
+
+# --------------------------------------------------------------------------------------------
+# e. SetQueueAttributes without Policy wipes the queue policy
+
+
+def _set_attributes_keeping_policy(original: Callable[..., None]) -> Callable[..., None]:
+    """moto's Queue._set_attributes ends with ``self.policy = attributes.get("Policy")``, so
+    changing any other attribute (say the redrive policy) silently deletes the queue policy.
+    AWS changes only the attributes named in the call; so do we."""
+
+    def _set_attributes(self: Any, attributes: dict[str, Any], now: float | None = None) -> None:
+        kept = getattr(self, "policy", None)
+        original(self, attributes, now)
+        if "Policy" not in attributes:
+            self.policy = kept
+
+    return _set_attributes

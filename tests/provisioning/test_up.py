@@ -1,0 +1,207 @@
+"""`up` from nothing builds exactly the pipeline of DESIGN.md §2, with its settings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipelinectl import engine
+from pipelinectl.config import TAG_KEY
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+TAGS = {TAG_KEY: "ecommerce"}
+
+
+def arn(service: str, resource: str) -> str:
+    return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{resource}"
+
+
+def statement(policy: dict[str, Any], sid: str) -> dict[str, Any]:
+    return next(s for s in policy["Statement"] if s.get("Sid") == sid)
+
+
+def test_up_creates_every_resource_with_its_settings(pipeline: Any) -> None:
+    p = pipeline()
+    changes = engine.apply(p.ctx)
+    assert {c.action for c in changes} == {"create"}
+    assert len(changes) == 17
+
+    # Queues: SSE, redrive to the DLQ, visibility >= 6 x function timeout, SNS-only policy.
+    sqs = p.client("sqs")
+    url = sqs.get_queue_url(QueueName="ecommerce-transactions")["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert int(attrs["VisibilityTimeout"]) == 6 * 30
+    assert json.loads(attrs["RedrivePolicy"]) == {
+        "deadLetterTargetArn": arn("sqs", "ecommerce-transactions-dlq"), "maxReceiveCount": 5}
+    assert attrs["SqsManagedSseEnabled"] == "true"
+    queue_policy = json.loads(attrs["Policy"])
+    send = statement(queue_policy, "IngestTopicSendsOnly")
+    assert send["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert send["Action"] == "sqs:SendMessage"
+    assert send["Condition"] == {"ArnEquals": {"aws:SourceArn": arn("sns", "ecommerce-ingest")}}
+    assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == TAGS
+    dlq = sqs.get_queue_url(QueueName="ecommerce-transactions-dlq")["QueueUrl"]
+    dlq_attrs = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["All"])["Attributes"]
+    assert dlq_attrs["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+
+    # Topics: encrypted with the pipeline's own key; only our rule / our alarms may publish.
+    kms = p.client("kms")
+    key = kms.describe_key(KeyId="alias/ecommerce-pipeline")["KeyMetadata"]
+    assert key["KeyManager"] == "CUSTOMER" and key["KeyState"] == "Enabled"
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"]
+    key_policy = json.loads(kms.get_key_policy(KeyId=key["KeyId"],
+                                               PolicyName="default")["Policy"])
+    for sid, service in (("EventBridgePublishesToTopics", "events.amazonaws.com"),
+                         ("CloudWatchAlarmsPublishToTopics", "cloudwatch.amazonaws.com")):
+        grant = statement(key_policy, sid)
+        assert grant["Principal"] == {"Service": service}
+        assert grant["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    sns = p.client("sns")
+    ingest = sns.get_topic_attributes(TopicArn=arn("sns", "ecommerce-ingest"))["Attributes"]
+    assert ingest["KmsMasterKeyId"] == "alias/ecommerce-pipeline"
+    assert ingest["KmsMasterKeyId"] != "alias/aws/sns"
+    publish = statement(json.loads(ingest["Policy"]), "OnlyOurRulePublishes")
+    assert publish["Principal"] == {"Service": "events.amazonaws.com"}
+    assert publish["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": arn("events", "rule/ecommerce-object-created")}}
+    alerts = sns.get_topic_attributes(TopicArn=arn("sns", "ecommerce-alerts"))["Attributes"]
+    assert alerts["KmsMasterKeyId"] == "alias/ecommerce-pipeline"
+    alarm_publish = statement(json.loads(alerts["Policy"]), "OnlyOurAlarmsPublish")
+    assert alarm_publish["Condition"]["ArnLike"] == {
+        "aws:SourceArn": arn("cloudwatch", "alarm:ecommerce-*")}
+    for topic in ("ecommerce-ingest", "ecommerce-alerts"):
+        tags = sns.list_tags_for_resource(ResourceArn=arn("sns", topic))["Tags"]
+        assert {t["Key"]: t["Value"] for t in tags} == TAGS
+
+    # Bucket: EventBridge on, public access blocked, TLS-only policy, encryption, tags.
+    s3 = p.client("s3")
+    bucket = f"ecommerce-landing-{ACCOUNT}-{REGION}"
+    assert "EventBridgeConfiguration" in s3.get_bucket_notification_configuration(Bucket=bucket)
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    tls = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"][0]
+    assert tls["Effect"] == "Deny" and tls["Action"] == "s3:*"
+    assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert set(tls["Resource"]) == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    assert rules["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [
+        {"Key": TAG_KEY, "Value": "ecommerce"}]
+
+    # Table: on-demand, key transaction_id, point-in-time recovery.
+    ddb = p.client("dynamodb")
+    table = ddb.describe_table(TableName="ecommerce-transactions")["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "transaction_id", "KeyType": "HASH"}]
+    backups = ddb.describe_continuous_backups(TableName="ecommerce-transactions")
+    assert backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"][
+        "PointInTimeRecoveryStatus"] == "ENABLED"
+
+    # Rule: our bucket, incoming/ only, to the ingest topic.
+    events = p.client("events")
+    rule = events.describe_rule(Name="ecommerce-object-created")
+    assert json.loads(rule["EventPattern"]) == {
+        "source": ["aws.s3"], "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket]},
+                   "object": {"key": [{"prefix": "incoming/"}]}}}
+    targets = events.list_targets_by_rule(Rule="ecommerce-object-created")["Targets"]
+    assert [t["Arn"] for t in targets] == [arn("sns", "ecommerce-ingest")]
+
+    # Function and its wiring.
+    lam = p.client("lambda")
+    function = lam.get_function(FunctionName="ecommerce-processor")
+    conf = function["Configuration"]
+    assert conf["Runtime"] == "python3.12"
+    assert conf["Handler"] == "lambda_src.handler.lambda_handler"
+    assert conf["Role"] == f"arn:aws:iam::{ACCOUNT}:role/ecommerce-processor-role"
+    env = conf["Environment"]["Variables"]
+    assert env["TABLE_NAME"] == "ecommerce-transactions"
+    assert env["ALERTS_TOPIC_ARN"] == arn("sns", "ecommerce-alerts")
+    assert env["ALERT_THRESHOLD"] == "1000"
+    assert env["DLQ_URL"] == dlq
+    assert function["Tags"] == TAGS
+    mappings = lam.list_event_source_mappings(FunctionName="ecommerce-processor")
+    [mapping] = mappings["EventSourceMappings"]
+    assert mapping["EventSourceArn"] == arn("sqs", "ecommerce-transactions")
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == 10
+    subs = sns.list_subscriptions_by_topic(TopicArn=arn("sns", "ecommerce-ingest"))
+    assert [(s["Protocol"], s["Endpoint"]) for s in subs["Subscriptions"]] == [
+        ("sqs", arn("sqs", "ecommerce-transactions"))]
+
+    logs = p.client("logs")
+    [group] = logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/ecommerce-processor")[
+        "logGroups"]
+    assert group["retentionInDays"] == 14
+
+    # Alarms act on the alerts topic.
+    alarms = p.client("cloudwatch").describe_alarms(AlarmNamePrefix="ecommerce-")["MetricAlarms"]
+    assert {a["AlarmName"] for a in alarms} == {
+        "ecommerce-processor-errors", "ecommerce-processor-throttles",
+        "ecommerce-dlq-not-empty", "ecommerce-queue-oldest-message"}
+    for alarm in alarms:
+        assert alarm["AlarmActions"] == [arn("sns", "ecommerce-alerts")]
+    dlq_alarm = next(a for a in alarms if a["AlarmName"] == "ecommerce-dlq-not-empty")
+    assert dlq_alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dlq_alarm["Dimensions"] == [{"Name": "QueueName",
+                                        "Value": "ecommerce-transactions-dlq"}]
+    assert dlq_alarm["Threshold"] == 0 and dlq_alarm["ComparisonOperator"] == \
+        "GreaterThanThreshold"
+
+
+def test_role_is_least_privilege_with_exact_arns(pipeline: Any) -> None:
+    p = pipeline()
+    engine.apply(p.ctx, ["roles"])
+    iam = p.client("iam")
+    role = iam.get_role(RoleName="ecommerce-processor-role")["Role"]
+    # Assumable by Lambda: the service principal, and no condition Lambda cannot satisfy.
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [{
+        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]
+    assert iam.list_attached_role_policies(RoleName="ecommerce-processor-role")[
+        "AttachedPolicies"] == []
+    policy = iam.get_role_policy(RoleName="ecommerce-processor-role",
+                                 PolicyName="pipeline-access")["PolicyDocument"]
+    bucket = f"arn:aws:s3:::ecommerce-landing-{ACCOUNT}-{REGION}"
+    grants = {s["Sid"]: (s["Action"], s["Resource"]) for s in policy["Statement"]}
+    assert grants["ReadIncomingFiles"] == ("s3:GetObject", f"{bucket}/incoming/*")
+    assert grants["WriteRejects"] == ("s3:PutObject", f"{bucket}/rejected/*")
+    assert grants["PublishAlerts"] == ("sns:Publish", arn("sns", "ecommerce-alerts"))
+    assert grants["DeadLetterInvalidMessages"] == ("sqs:SendMessage",
+                                                   arn("sqs", "ecommerce-transactions-dlq"))
+    assert grants["StoreTransactions"][1] == arn("dynamodb", "table/ecommerce-transactions")
+    assert grants["WriteLogs"][1] == arn("logs",
+                                         "log-group:/aws/lambda/ecommerce-processor:*")
+    for statement_ in policy["Statement"]:
+        assert statement_["Effect"] == "Allow"
+        actions = statement_["Action"] if isinstance(statement_["Action"], list) else [
+            statement_["Action"]]
+        assert not any(a.endswith(":*") or a == "*" for a in actions)
+        if statement_["Sid"] != "UseTopicKey":
+            assert "*" not in statement_["Resource"].split(":")[-1].rstrip("/*:")
+    key = statement(policy, "UseTopicKey")
+    assert key["Condition"] == {
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/ecommerce-pipeline"}}
+    assert role["Tags"] == [{"Key": TAG_KEY, "Value": "ecommerce"}] or \
+        iam.list_role_tags(RoleName="ecommerce-processor-role")["Tags"] == [
+            {"Key": TAG_KEY, "Value": "ecommerce"}]
+
+
+def test_steps_one_by_one_in_readme_order_reach_the_state_of_up(cli: Any,
+                                                                 pipeline: Any) -> None:
+    for step in ("roles", "bucket", "table", "topic", "queue", "lambda", "rule", "subscribe",
+                 "alarms"):
+        result = cli(step)
+        assert result.exit_code == 0, result.output
+    p = pipeline()
+    assert {c.action for c in engine.plan(p.ctx)} == {"unchanged"}
+    rows = engine.status(p.ctx)
+    assert len(rows) == 17 and all(r.health == "ok" for r in rows), rows
+
+
+def test_a_step_run_before_what_it_needs_says_which_step_to_run(cli: Any) -> None:
+    result = cli("lambda")
+    assert result.exit_code == 1
+    assert "run `pipelinectl roles`" in result.output or \
+        "run `pipelinectl queue`" in result.output
