@@ -165,6 +165,13 @@ class _CsvLines:
 
 def _csv_header(lines: _CsvLines, reader: Any) -> list[str] | None:
     """The normalised header, or None for an empty file; raises for an unusable one."""
+    try:
+        return _first_header(lines, reader)
+    except csv.Error as exc:
+        raise Rejected("bad_header", f"the CSV header is malformed: {exc}") from None
+
+
+def _first_header(lines: _CsvLines, reader: Any) -> list[str] | None:
     for cells in reader:
         if lines.problem is not None:
             raise Rejected("bad_header", f"the CSV header is unusable: {lines.problem.reason}")

@@ -211,7 +211,8 @@ class Pipeline:
 
     def send(self, body: Any, **attributes: str) -> None:
         self.sqs.send_message(
-            QueueUrl=self.queue_url, MessageBody=body if isinstance(body, str) else json.dumps(body),
+            QueueUrl=self.queue_url,
+            MessageBody=body if isinstance(body, str) else json.dumps(body),
             MessageAttributes={k: {"DataType": "String", "StringValue": v}
                                for k, v in attributes.items()},
         )
