@@ -57,10 +57,11 @@ class Runtime:
 
     @classmethod
     def from_env(cls, *, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> Runtime:
+                 sleep: Callable[[float], None] = time.sleep,
+                 session: boto3.session.Session | None = None) -> Runtime:
         """Build clients from the environment (region, credentials, endpoint: botocore's)."""
         settings = Settings.from_env()
-        session = boto3.session.Session()
+        session = session or boto3.session.Session()
         store = TransactionStore(session.client("dynamodb", config=BOTO_CONFIG),
                                  settings.table_name, sleep=sleep)
         alerter = Alerter(session.client("sns", config=BOTO_CONFIG), settings.alerts_topic_arn,

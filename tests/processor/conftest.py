@@ -19,6 +19,8 @@ REGION = "us-east-1"
 BUCKET = "ecommerce-landing-123456789012-us-east-1"
 TABLE = "ecommerce-transactions"
 START = 1_723_200_000.0  # 2024-08-09T10:40:00Z
+#: One botocore session for all tests: a fresh one reloads every service model (~0.2 s each).
+SESSION = boto3.session.Session()
 
 
 class Clock:
@@ -98,11 +100,11 @@ class Pipeline:
     """The resources of one pipeline in moto, plus helpers to drive the handler."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.ddb = boto3.client("dynamodb", region_name=REGION)
-        self.s3 = boto3.client("s3", region_name=REGION)
-        self.sns = boto3.client("sns", region_name=REGION)
-        self.sqs = boto3.client("sqs", region_name=REGION)
-        self.events = boto3.client("events", region_name=REGION)
+        self.ddb = SESSION.client("dynamodb", region_name=REGION)
+        self.s3 = SESSION.client("s3", region_name=REGION)
+        self.sns = SESSION.client("sns", region_name=REGION)
+        self.sqs = SESSION.client("sqs", region_name=REGION)
+        self.events = SESSION.client("events", region_name=REGION)
         self.ddb.create_table(
             TableName=TABLE, BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "transaction_id", "KeyType": "HASH"}],
@@ -132,7 +134,7 @@ class Pipeline:
             "Attributes"]["QueueArn"]
 
     def make_runtime(self) -> Runtime:
-        runtime = Runtime.from_env(clock=self.clock, sleep=lambda _s: None)
+        runtime = Runtime.from_env(clock=self.clock, sleep=lambda _s: None, session=SESSION)
         for client in (runtime.persister.store.client, runtime.persister.alerter.sns,
                        runtime.files.s3, runtime.dead_letters.sqs):
             client.meta.events.register("before-parameter-build.*.*", self.recorder)
