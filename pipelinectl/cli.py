@@ -14,7 +14,7 @@ import click
 
 from pipelinectl import __version__
 from pipelinectl.errors import PipelineError, UsageError
-from pipelinectl.resources import STEP_ORDER, STEPS
+from pipelinectl.steps import STEP_ORDER, STEPS
 
 if TYPE_CHECKING:
     from pipelinectl.render import Renderer

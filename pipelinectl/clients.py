@@ -15,7 +15,7 @@ from typing import Any
 
 from pipelinectl import __version__
 from pipelinectl.config import LOCAL_DEFAULT_PORT, Config
-from pipelinectl.errors import UsageError
+from pipelinectl.errors import PipelineError, UsageError
 
 Client = Any  # boto3 clients are generated at run time; we do not ship type stubs for them.
 
@@ -71,7 +71,6 @@ class ClientFactory:
     def session(self) -> Any:
         if self._session is None:
             import boto3
-            import botocore.exceptions
             import botocore.session
 
             core = botocore.session.Session()
@@ -82,13 +81,7 @@ class ClientFactory:
                               region_name=self.config.region or "us-east-1")
             else:
                 kwargs.update(profile_name=self.config.profile, region_name=self.config.region)
-            try:
-                self._session = boto3.Session(**kwargs)
-            except botocore.exceptions.ProfileNotFound as exc:
-                raise UsageError(
-                    f"AWS profile {self.config.profile!r} was not found; check --profile and "
-                    "~/.aws/config."
-                ) from exc
+            self._session = boto3.Session(**kwargs)
         return self._session
 
     @property
@@ -106,6 +99,8 @@ class ClientFactory:
 
     def client(self, service: str) -> Client:
         with self._lock:
+            if not self._clients and self.config.local:
+                _require_listener(self.endpoint_url or "")
             if service not in self._clients:
                 self._clients[service] = self._make(service)
             return self._clients[service]
@@ -145,3 +140,20 @@ def _shared_loader() -> Any:
     from botocore.loaders import create_loader
 
     return create_loader()
+
+
+def _require_listener(endpoint: str) -> None:
+    """Fail in a second, with the fix, rather than after a minute of connection retries."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80),
+                                      timeout=2):
+            pass
+    except OSError:
+        raise PipelineError(
+            f"Nothing is listening on {endpoint}: start it with `pipelinectl local` in "
+            "another terminal (or set PIPELINECTL_LOCAL_PORT to its port)."
+        ) from None

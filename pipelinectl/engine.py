@@ -17,8 +17,9 @@ from typing import Literal, TypeVar
 from pipelinectl.clients import ClientFactory
 from pipelinectl.config import Config
 from pipelinectl.errors import PipelineError, translate
-from pipelinectl.resources import STEP_ORDER, STEPS, dependents
+from pipelinectl.resources import build
 from pipelinectl.resources.base import Change, Context, Resource, StatusRow
+from pipelinectl.steps import STEP_ORDER, STEPS, dependents
 
 MAX_PARALLEL_STEPS = 4
 T = TypeVar("T")
@@ -60,7 +61,7 @@ def make_context(config: Config, factory: ClientFactory | None = None) -> Contex
 
 
 def resources(ctx: Context, steps: Iterable[str]) -> list[Resource]:
-    return [r for step in steps for r in STEPS[step].build(ctx)]
+    return [r for step in steps for r in build(step, ctx)]
 
 
 def plan(ctx: Context, steps: Iterable[str] = STEP_ORDER) -> list[Change]:
@@ -70,7 +71,7 @@ def plan(ctx: Context, steps: Iterable[str] = STEP_ORDER) -> list[Change]:
 
 def status(ctx: Context) -> list[StatusRow]:
     def describe(step: str) -> list[StatusRow]:
-        return [r.status() for r in STEPS[step].build(ctx)]
+        return [r.status() for r in build(step, ctx)]
 
     rows = _guard(ctx, lambda: _parallel_map(describe, STEP_ORDER))
     return [row for step in STEP_ORDER for row in rows[step]]
@@ -79,7 +80,7 @@ def status(ctx: Context) -> list[StatusRow]:
 def check_needs(ctx: Context, step: str) -> None:
     """Running one step alone: say which step to run first instead of failing deep in AWS."""
     for need in STEPS[step].needs:
-        for resource in STEPS[need].build(ctx):
+        for resource in build(need, ctx):
             if _guard(ctx, resource.read) is None:
                 raise PipelineError(
                     f"The {resource.kind} {resource.name} does not exist yet: run "
@@ -114,7 +115,7 @@ def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
     done: dict[str, list[Change]] = {}
 
     def run_step(step: str) -> list[Change]:
-        items = STEPS[step].build(ctx)
+        items = build(step, ctx)
         changes: list[Change] = []
         for resource in reversed(items) if reverse else items:
             notify(Progress("start", step, resource.kind, resource.name))

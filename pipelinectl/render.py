@@ -22,6 +22,7 @@ from rich.text import Text
 from pipelinectl.engine import Progress, ProgressCallback
 from pipelinectl.resources.base import Change, StatusRow
 
+PIPED_WIDTH = 200
 ACTION_STYLE = {"create": "green", "update": "yellow", "unchanged": "dim", "conflict": "red",
                 "delete": "red", "absent": "dim", "refused": "red", "keep": "cyan"}
 HEALTH_STYLE = {"ok": "green", "warn": "yellow", "error": "red", "missing": "dim"}
@@ -33,7 +34,9 @@ PAST = {"create": "created", "update": "updated", "unchanged": "unchanged",
 class Renderer:
     def __init__(self, output: str = "table", console: Console | None = None) -> None:
         self.output = output
-        self.console = console or Console(highlight=False)
+        # Piped output keeps whole ARNs on one line, for grep and copy-paste.
+        self.console = console or Console(
+            highlight=False, width=None if sys.stdout.isatty() else PIPED_WIDTH)
         self.err = Console(stderr=True, highlight=False)
 
     @property

@@ -1,0 +1,147 @@
+"""The command line as a user meets it: output, confirmations, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from click.testing import CliRunner
+
+from pipelinectl.cli import main
+from pipelinectl.errors import translate
+
+
+def test_status_json_has_stable_keys_and_every_resource(cli: Any) -> None:
+    assert cli("up").exit_code == 0
+    result = cli("--output", "json", "status")
+    assert result.exit_code == 0
+    payload = json.loads(result.output)
+    assert set(payload) == {"account", "healthy", "pipeline", "region", "resources"}
+    assert payload["healthy"] is True
+    assert len(payload["resources"]) == 17
+    for row in payload["resources"]:
+        assert set(row) == {"arn", "details", "health", "kind", "name", "state", "step"}
+        assert row["arn"].startswith("arn:aws:")
+    table = next(r for r in payload["resources"] if r["kind"] == "DynamoDB table")
+    assert table["details"]["item_count"] == 0
+
+
+def test_plan_json_lists_changes_and_a_summary(cli: Any) -> None:
+    payload = json.loads(cli("--output", "json", "plan").output)
+    assert payload["summary"] == {"create": 17}
+    assert {c["action"] for c in payload["changes"]} == {"create"}
+    assert cli("up", "--dry-run").exit_code == 0
+    assert json.loads(cli("--output", "json", "up", "--dry-run").output)["summary"] == {
+        "create": 17}
+
+
+def test_up_prints_progress_and_the_arns(cli: Any) -> None:
+    result = cli("up")
+    assert result.exit_code == 0
+    assert "Lambda function ecommerce-processor: created" in result.output
+    assert "arn:aws:sqs:us-east-1:123456789012:ecommerce-transactions" in result.output
+
+
+def test_teardown_refuses_without_yes_in_a_non_interactive_shell(cli: Any) -> None:
+    assert cli("up").exit_code == 0
+    result = cli("teardown")
+    assert result.exit_code == 2
+    assert "pass --yes" in result.output
+    status = json.loads(cli("--output", "json", "status").output)
+    assert all(r["health"] == "ok" for r in status["resources"])
+
+
+def test_teardown_twice_says_nothing_to_do(cli: Any) -> None:
+    assert cli("up").exit_code == 0
+    first = cli("teardown", "--yes")
+    assert first.exit_code == 0 and "deleted" in first.output
+    assert "scheduled for deletion in 7 days" in first.output
+    second = cli("teardown", "--yes")
+    assert second.exit_code == 0
+    assert "Nothing to tear down" in second.output
+
+
+def test_teardown_of_a_resource_not_ours_exits_1_and_names_it(cli: Any) -> None:
+    import boto3
+
+    boto3.client("dynamodb", region_name="us-east-1").create_table(
+        TableName="ecommerce-transactions", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    result = cli("teardown", "--yes")
+    assert result.exit_code == 1
+    assert "not this pipeline's: DynamoDB table ecommerce-transactions" in result.output
+    up = cli("up")
+    assert up.exit_code == 1
+    assert "exists without the tag pipelinectl:pipeline=ecommerce" in up.output
+    assert "Traceback" not in up.output
+
+
+def test_usage_errors_exit_2_without_traceback(cli: Any) -> None:
+    result = cli("--name", "Bad_Name", "plan")
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: The pipeline name 'Bad_Name'")
+    assert "Traceback" not in result.output
+    assert cli("--region", "mars-north-1", "plan").exit_code == 2
+    assert cli("--local", "--endpoint-url", "http://x", "plan").exit_code == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_local_without_a_running_local_aws_says_how_to_start_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINECTL_LOCAL_PORT", str(_free_port()))
+    result = CliRunner().invoke(main, ["--local", "status"])
+    assert result.exit_code == 1
+    assert "start it with `pipelinectl local`" in result.output
+
+
+def test_no_credentials_is_one_sentence_with_the_fix(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = CliRunner().invoke(main, ["plan"])
+    assert result.exit_code == 1
+    assert "No AWS credentials found" in result.output and "--local" in result.output
+    verbose = CliRunner().invoke(main, ["-v", "plan"])
+    assert "Traceback" in verbose.output
+
+
+def test_unknown_profile_is_a_usage_error(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    result = CliRunner().invoke(main, ["--profile", "nosuch", "plan"])
+    assert result.exit_code == 2
+    assert "profile (nosuch) could not be found" in result.output
+
+
+def test_access_denied_names_the_missing_permission() -> None:
+    error = ClientError({"Error": {"Code": "AccessDenied", "Message": (
+        "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: "
+        "sqs:createqueue on resource: arn:aws:sqs:us-east-1:123456789012:q")}}, "CreateQueue")
+    message = str(translate(error))
+    assert "lack sqs:createqueue" in message and message.count(".") <= 3
+
+
+def test_help_does_not_import_boto3_rich_or_moto() -> None:
+    code = ("import sys\nfrom pipelinectl.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('boto3', 'botocore', 'rich', 'moto') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "Usage:" in out and out.strip().endswith("[]")
+    assert "teardown" in out

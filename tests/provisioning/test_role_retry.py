@@ -1,0 +1,74 @@
+"""A fresh role takes seconds to propagate: CreateFunction is retried, boundedly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from pipelinectl import config as config_module
+from pipelinectl import packaging
+from pipelinectl.clients import ClientFactory
+from pipelinectl.errors import PipelineError
+from pipelinectl.resources import function as function_module
+from pipelinectl.resources.base import Context
+from pipelinectl.resources.function import Function
+
+NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
+
+
+def stubbed_function(monkeypatch: pytest.MonkeyPatch) -> tuple[Function, Stubber,
+                                                                  list[float]]:
+    config = config_module.load({})
+    factory = ClientFactory(config)
+    client = boto3.client("lambda", region_name="us-east-1")
+    factory._clients["lambda"] = client
+    ctx = Context(config=config, factory=factory, account="123456789012", region="us-east-1")
+    ctx.cache["artifact"] = packaging.Artifact(b"zip", "c2hh", 1, from_cache=True)
+    ctx.cache["dlq_url"] = "https://sqs.us-east-1.amazonaws.com/123456789012/ecommerce-dlq"
+    slept: list[float] = []
+    monkeypatch.setattr(function_module.time, "sleep", slept.append)
+    return Function(ctx), Stubber(client), slept
+
+
+def active() -> dict[str, Any]:
+    return {"Configuration": {"FunctionName": "ecommerce-processor", "State": "Active",
+                              "LastUpdateStatus": "Successful"}}
+
+
+def test_two_not_assumable_errors_then_success(monkeypatch: pytest.MonkeyPatch) -> None:
+    function, stub, slept = stubbed_function(monkeypatch)
+    for _ in range(2):
+        stub.add_client_error("create_function", "InvalidParameterValueException",
+                              NOT_ASSUMABLE, 400)
+    stub.add_response("create_function", {"FunctionName": "ecommerce-processor"},
+                      {"FunctionName": "ecommerce-processor", "Code": {"ZipFile": b"zip"},
+                       "PackageType": "Zip", "Description": ANY, "Tags": ANY,
+                       "Publish": False, "Runtime": "python3.12", "Handler": ANY,
+                       "Role": ANY, "Timeout": 30, "MemorySize": 256, "Environment": ANY})
+    stub.add_response("get_function", active(), {"FunctionName": "ecommerce-processor"})
+    with stub:
+        function.create()
+    stub.assert_no_pending_responses()
+    assert slept == [1, 2]
+
+
+def test_retry_gives_up_after_about_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    function, stub, slept = stubbed_function(monkeypatch)
+    for _ in range(len(function_module.ROLE_RETRY_DELAYS) + 1):
+        stub.add_client_error("create_function", "InvalidParameterValueException",
+                              NOT_ASSUMABLE, 400)
+    with stub, pytest.raises(PipelineError, match="still cannot assume role"):
+        function.create()
+    assert 45 <= sum(slept) <= 90
+
+
+def test_other_invalid_parameters_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    function, stub, slept = stubbed_function(monkeypatch)
+    stub.add_client_error("create_function", "InvalidParameterValueException",
+                          "Unzipped size must be smaller than 262144000 bytes", 400)
+    with stub, pytest.raises(Exception, match="Unzipped size"):
+        function.create()
+    assert slept == []
