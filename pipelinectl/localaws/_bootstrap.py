@@ -1,0 +1,111 @@
+"""Lambda-like runtime loop, run as a script in a worker process (standard library only).
+
+The parent (``runner.py``) starts ``python -u _bootstrap.py`` with the working directory set to
+the extracted deployment package and the function's environment. Protocol:
+
+* stdin: one JSON request per line: ``{"id", "event", "deadline_ms", "arn", "memory"}``;
+* stdout / stderr: whatever the handler prints (the function's log lines);
+* after each invocation a sync marker line ``<token>`` goes to stderr and the result line
+  ``<token>{"ok": ..., ...}`` to stdout, where ``<token>`` is a nonce from the environment,
+  so the parent knows when it has read all of an invocation's output.
+
+The handler module is imported on the first request (like Lambda's init phase); its import
+time is reported as ``init_ms``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+TOKEN = os.environ.pop("_PIPELINECTL_WORKER_TOKEN", "")
+
+
+class LambdaContext:
+    """The attributes of the Python runtime's context object that handlers use."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.invoked_function_arn = str(request.get("arn", ""))
+        self.memory_limit_in_mb = str(request.get("memory", "128"))
+        self.aws_request_id = str(request["id"])
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.identity = None
+        self.client_context = None
+        self._deadline_ms = int(request["deadline_ms"])
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self._deadline_ms - int(time.time() * 1000))
+
+
+def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "errorType": error_type or type(exc).__name__,
+        "errorMessage": str(exc),
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+
+
+def _load_handler() -> Any:
+    spec = os.environ["_HANDLER"]
+    module_name, _, function_name = spec.rpartition(".")
+    if not module_name:
+        raise ValueError(f"Bad handler '{spec}': expected module.function")
+    module = importlib.import_module(module_name.replace("/", "."))
+    handler = getattr(module, function_name, None)
+    if handler is None:
+        raise AttributeError(f"Handler '{function_name}' missing on module '{module_name}'")
+    return handler
+
+
+def _emit(result: dict[str, Any]) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(TOKEN + "\n")
+    sys.stderr.flush()
+    line = json.dumps(result, default=str)
+    sys.stdout.write(TOKEN + line + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    # the code directory replaces this script's directory, like LAMBDA_TASK_ROOT on Lambda
+    sys.path[0] = os.getcwd()
+    control = sys.stdin
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - the handler gets no stdin, as on Lambda
+    handler: Any = None
+    init_error: dict[str, Any] | None = None
+    for raw in control:
+        request = json.loads(raw)
+        init_ms = None
+        if handler is None and init_error is None:
+            started = time.perf_counter()
+            try:
+                handler = _load_handler()
+            except Exception as exc:
+                init_error = _error(exc, "Runtime.ImportModuleError")
+                print(f"[ERROR] {init_error['errorType']}: {exc}", flush=True)
+            init_ms = (time.perf_counter() - started) * 1000
+        if init_error is not None:
+            _emit({**init_error, "init_ms": init_ms})
+            continue
+        try:
+            payload = handler(request["event"], LambdaContext(request))
+            result: dict[str, Any] = {"ok": True, "payload": payload}
+        except Exception as exc:
+            result = _error(exc)
+            print(f"[ERROR] {result['errorType']}: {exc}", flush=True)
+            print("".join(traceback.format_exception(exc)).rstrip(), flush=True)
+        result["init_ms"] = init_ms
+        _emit(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""``LocalAws``: moto's server in our own process plus the services moto lacks."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from pipelinectl.localaws import motocompat
+from pipelinectl.localaws._aws import Clients
+from pipelinectl.localaws.alarms import AlarmEvaluator
+from pipelinectl.localaws.poller import Poller
+from pipelinectl.localaws.runner import Runner
+from pipelinectl.localaws.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4566
+
+
+class LocalAwsError(RuntimeError):
+    """The local AWS could not start."""
+
+
+class PortInUseError(LocalAwsError):
+    """Something already listens on the requested address."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket, bound here so a taken port is a clean error (werkzeug exits)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name != "nt":  # as http.server does; on Windows it would allow double binds
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is already in use; stop what listens there "
+                f"or pick another port (--port, or PIPELINECTL_LOCAL_PORT)."
+            ) from exc
+        raise LocalAwsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def _moto_server(sock: socket.socket) -> Any:
+    """A ThreadedMotoServer serving on ``sock`` that logs no requests."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    class QuietHandler(MotoRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    class Server(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+            self._server = make_server(
+                self._ip_address,
+                self._port,
+                app,
+                True,
+                request_handler=QuietHandler,
+                fd=sock.fileno(),
+            )
+            sock.close()  # werkzeug serves on a duplicate of the descriptor
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    host, port = sock.getsockname()[:2]
+    return Server(ip_address=host, port=port, verbose=False)
+
+
+class _Periodic:
+    """Runs a function every ``interval`` seconds in a daemon thread until stopped."""
+
+    def __init__(self, name: str, interval: float, fn: Any) -> None:
+        self._fn = fn
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._fn()
+            except Exception as exc:
+                if not self._stop.is_set():
+                    log.warning("%s failed: %s", self._thread.name, exc)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+
+class LocalAws:
+    """moto's server in this process, patched (motocompat), with the pipeline's AWS behaviours.
+
+    Adds: event source mapping polling that runs the deployed zip in worker processes, function
+    logs, AWS/Lambda, AWS/SQS and EMF metrics, and alarm evaluation with SNS actions.
+    ``port=0`` picks a free port. Use as a context manager, or ``start()`` / ``stop()``::
+
+        with LocalAws(port=0) as aws:
+            boto3.client("sqs", endpoint_url=aws.endpoint_url, ...)
+    """
+
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        poll_interval: float = 0.25,
+        metrics_interval: float = 2.0,
+        alarm_interval: float = 1.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.poll_interval = poll_interval
+        self.metrics_interval = metrics_interval
+        self.alarm_interval = alarm_interval
+        self._server: Any = None
+        self._workdir: Path | None = None
+        self._services: list[Any] = []
+        self.runner: Runner | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def endpoint_url(self) -> str:
+        if not self.running:
+            raise LocalAwsError("the local AWS is not running")
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    def start(self, host: str | None = None, port: int | None = None) -> Self:
+        """Start moto's server and the services; raise PortInUseError if the port is taken."""
+        if self.running:
+            return self
+        motocompat.apply()
+        self.host = host if host is not None else self.host
+        self.port = port if port is not None else self.port
+        server = _moto_server(_bind(self.host, self.port))
+        server.start()
+        self._server = server
+        self.port = server.get_host_and_port()[1]
+        clients = Clients(self.endpoint_url)
+        self._workdir = Path(tempfile.mkdtemp(prefix="pipelinectl-local-"))
+        self.runner = Runner(self.endpoint_url, self._workdir)
+        telemetry = Telemetry(clients)
+        self.runner.listeners.append(telemetry.on_invocation)
+        alarms = AlarmEvaluator(clients)
+        self._services = [
+            Poller(clients, self.runner, interval=self.poll_interval),
+            _Periodic("sqs-metrics", self.metrics_interval, telemetry.sample_queues),
+            _Periodic("alarms", self.alarm_interval, alarms.evaluate_all),
+        ]
+        for service in self._services:
+            service.start()
+        log.info("local AWS listening on %s", self.endpoint_url, extra={"activity": "start"})
+        return self
+
+    def stop(self) -> None:
+        """Stop the services, kill the workers, shut the server down, remove temp files."""
+        if not self.running:
+            return
+        for service in self._services:
+            service.stop()
+        if self.runner is not None:
+            self.runner.close()
+        self._server.stop()
+        self._server = None
+        self._services = []
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        log.info("local AWS stopped", extra={"activity": "stop"})
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

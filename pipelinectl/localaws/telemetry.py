@@ -1,0 +1,208 @@
+"""What the Lambda and SQS services report: function logs, AWS/Lambda and AWS/SQS metrics, EMF."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pipelinectl.localaws._aws import Clients, regional_backends
+from pipelinectl.localaws.runner import Invocation
+
+log = logging.getLogger(__name__)
+
+_MAX_DATUMS_PER_CALL = 1000  # PutMetricData limit
+_MAX_EVENTS_PER_CALL = 10_000  # PutLogEvents limit
+
+
+def _iso(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def log_lines(inv: Invocation) -> list[tuple[int, str]]:
+    """The invocation's log events as Lambda writes them: START, output, END, REPORT."""
+    start_ms = int(inv.started * 1000)
+    end_ms = max(start_ms + int(inv.duration_ms), *(t for t, _ in inv.lines), start_ms)
+    rid = inv.request_id
+    lines = [(start_ms, f"START RequestId: {rid} Version: $LATEST"), *inv.lines]
+    if inv.timed_out:
+        lines.append(
+            (
+                end_ms,
+                f"{_iso(end_ms)} {rid} Task timed out after {inv.function.timeout:.2f} seconds",
+            )
+        )
+    report = (
+        f"REPORT RequestId: {rid}\tDuration: {inv.duration_ms:.2f} ms"
+        f"\tBilled Duration: {math.ceil(inv.duration_ms)} ms\tMemory Size: {inv.function.memory} MB"
+    )
+    if inv.max_memory_mb is not None:
+        report += f"\tMax Memory Used: {inv.max_memory_mb} MB"
+    if inv.init_ms is not None:
+        report += f"\tInit Duration: {inv.init_ms:.2f} ms"
+    if inv.timed_out:
+        report += "\tStatus: timeout"
+    lines += [(end_ms, f"END RequestId: {rid}"), (end_ms, report)]
+    return sorted(lines, key=lambda item: item[0])
+
+
+def emf_datums(line: str) -> list[tuple[str, dict[str, Any]]]:
+    """(namespace, MetricDatum) pairs from one Embedded Metric Format log line; [] otherwise."""
+    if not line.startswith("{") or '"_aws"' not in line:
+        return []
+    try:
+        doc = json.loads(line)
+        directives = doc["_aws"]["CloudWatchMetrics"]
+        timestamp = datetime.fromtimestamp(
+            int(doc["_aws"].get("Timestamp", time.time() * 1000)) / 1000, UTC
+        )
+    except (ValueError, KeyError, TypeError):
+        return []
+    out: list[tuple[str, dict[str, Any]]] = []
+    for directive in directives:
+        dimension_sets = directive.get("Dimensions") or [[]]
+        for metric in directive.get("Metrics", []):
+            name = metric.get("Name")
+            raw = doc.get(name)
+            values = raw if isinstance(raw, list) else [raw]
+            numbers = [
+                float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)
+            ]
+            for dims in dimension_sets:
+                if not numbers or any(d not in doc for d in dims):
+                    continue
+                datum: dict[str, Any] = {
+                    "MetricName": name,
+                    "Dimensions": [{"Name": d, "Value": str(doc[d])} for d in dims],
+                    "Timestamp": timestamp,
+                    "Unit": metric.get("Unit", "None"),
+                }
+                if len(numbers) == 1:
+                    datum["Value"] = numbers[0]
+                else:
+                    datum["Values"] = numbers
+                if metric.get("StorageResolution") == 1:
+                    datum["StorageResolution"] = 1
+                out.append((directive.get("Namespace", "aws-embedded-metrics"), datum))
+    return out
+
+
+class Telemetry:
+    """Ships invocation logs and metrics, and samples queue metrics, through the local endpoint."""
+
+    def __init__(self, clients: Clients) -> None:
+        self._clients = clients
+        self._known_streams: set[tuple[str, str, str]] = set()
+        self._dlq_depths: dict[str, int] = {}
+
+    # ---- invocations
+
+    def on_invocation(self, inv: Invocation) -> None:
+        self.ship_logs(inv)
+        fn = inv.function
+        now = datetime.now(UTC)
+        dims = [{"Name": "FunctionName", "Value": fn.name}]
+        failed = 0.0 if inv.ok else 1.0
+        lambda_metrics = [
+            {"MetricName": "Invocations", "Value": 1.0, "Unit": "Count"},
+            {"MetricName": "Errors", "Value": failed, "Unit": "Count"},
+            {"MetricName": "Throttles", "Value": 0.0, "Unit": "Count"},
+            {"MetricName": "Duration", "Value": round(inv.duration_ms, 2), "Unit": "Milliseconds"},
+        ]
+        by_namespace: dict[str, list[dict[str, Any]]] = {
+            "AWS/Lambda": [{**m, "Dimensions": dims, "Timestamp": now} for m in lambda_metrics]
+        }
+        for _, text in inv.lines:
+            for namespace, datum in emf_datums(text):
+                by_namespace.setdefault(namespace, []).append(datum)
+        for namespace, datums in by_namespace.items():
+            self.put_metrics(fn.region, namespace, datums)
+
+    def ship_logs(self, inv: Invocation) -> None:
+        fn = inv.function
+        logs = self._clients("logs", fn.region)
+        key = (fn.region, fn.log_group, inv.log_stream)
+        if key not in self._known_streams:
+            self._create_stream(logs, fn.log_group, inv.log_stream)
+            self._known_streams.add(key)
+        events = [{"timestamp": t, "message": m} for t, m in log_lines(inv)]
+        for i in range(0, len(events), _MAX_EVENTS_PER_CALL):
+            chunk = events[i : i + _MAX_EVENTS_PER_CALL]
+            try:
+                logs.put_log_events(
+                    logGroupName=fn.log_group, logStreamName=inv.log_stream, logEvents=chunk
+                )
+            except logs.exceptions.ResourceNotFoundException:  # group deleted meanwhile
+                self._create_stream(logs, fn.log_group, inv.log_stream)
+                logs.put_log_events(
+                    logGroupName=fn.log_group, logStreamName=inv.log_stream, logEvents=chunk
+                )
+
+    @staticmethod
+    def _create_stream(logs: Any, group: str, stream: str) -> None:
+        existing = logs.describe_log_groups(logGroupNamePrefix=group).get("logGroups", [])
+        if not any(g["logGroupName"] == group for g in existing):
+            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+                logs.create_log_group(logGroupName=group)
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+
+    def put_metrics(self, region: str, namespace: str, datums: list[dict[str, Any]]) -> None:
+        cloudwatch = self._clients("cloudwatch", region)
+        for i in range(0, len(datums), _MAX_DATUMS_PER_CALL):
+            cloudwatch.put_metric_data(
+                Namespace=namespace, MetricData=datums[i : i + _MAX_DATUMS_PER_CALL]
+            )
+
+    # ---- queues
+
+    def sample_queues(self) -> None:
+        """AWS/SQS depth and age metrics for every queue; notes messages arriving in DLQs."""
+        from moto.sqs.models import sqs_backends
+
+        now_ms = time.time() * 1000
+        now = datetime.now(UTC)
+        for _account, region, backend in regional_backends(sqs_backends):
+            datums: list[dict[str, Any]] = []
+            queues = list(backend.queues.values())
+            dlq_arns = {q.redrive_policy["deadLetterTargetArn"] for q in queues if q.redrive_policy}
+            for q in queues:
+                messages = list(q._messages)
+                visible = sum(1 for m in messages if m.visible and not m.delayed)
+                delayed = sum(1 for m in messages if m.delayed)
+                oldest = min((m.sent_timestamp for m in messages if m.sent_timestamp), default=None)
+                age = 0.0 if oldest is None else max(0.0, (now_ms - oldest) / 1000)
+                values = {
+                    "ApproximateNumberOfMessagesVisible": (float(visible), "Count"),
+                    "ApproximateNumberOfMessagesNotVisible": (
+                        float(len(messages) - visible - delayed),
+                        "Count",
+                    ),
+                    "ApproximateNumberOfMessagesDelayed": (float(delayed), "Count"),
+                    "ApproximateAgeOfOldestMessage": (round(age, 3), "Seconds"),
+                }
+                dims = [{"Name": "QueueName", "Value": q.name}]
+                datums += [
+                    {"MetricName": k, "Value": v, "Unit": u, "Dimensions": dims, "Timestamp": now}
+                    for k, (v, u) in values.items()
+                ]
+                if q.queue_arn in dlq_arns:
+                    self._note_dlq(q.name, len(messages))
+            if datums:
+                self.put_metrics(region, "AWS/SQS", datums)
+
+    def _note_dlq(self, name: str, depth: int) -> None:
+        before = self._dlq_depths.get(name, 0)
+        self._dlq_depths[name] = depth
+        if depth > before:
+            log.info(
+                "dead-letter queue %s now holds %d message(s) (+%d)",
+                name,
+                depth,
+                depth - before,
+                extra={"activity": "dlq"},
+            )
