@@ -48,9 +48,9 @@ SETTINGS: dict[str, tuple[type, Any]] = {
 NAME_KEYS = ("role", "function", "bucket", "ingest_topic", "alerts_topic", "queue", "dlq",
              "table", "rule", "kms_alias", "alarm_prefix")
 TABLES = {"names", "tags"}
-# Standard AWS variables count as "environment" for the settings they mean.
-AWS_ENV = {"region": ("AWS_REGION", "AWS_DEFAULT_REGION"), "profile": ("AWS_PROFILE",),
-           "endpoint_url": ("AWS_ENDPOINT_URL",)}
+# Standard AWS variables count as "environment" for the settings they mean, so they beat
+# pipeline.toml. AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>) botocore applies itself.
+AWS_ENV = {"region": ("AWS_REGION", "AWS_DEFAULT_REGION"), "profile": ("AWS_PROFILE",)}
 
 
 @dataclass(frozen=True)
