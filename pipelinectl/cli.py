@@ -192,3 +192,13 @@ def teardown(ctx: click.Context, yes: bool, keep_data: bool) -> None:
     if refused:
         names = ", ".join(f"{c.kind} {c.name}" for c in refused)
         raise PipelineError(f"Left alone because they are not this pipeline's: {names}.")
+
+
+from pipelinectl import cli_operate  # noqa: E402 - operate commands; click only at import
+
+main.add_command(cli_operate.send_test)
+main.add_command(cli_operate.smoke_test)
+main.add_command(cli_operate.logs)
+main.add_command(cli_operate.dlq)
+main.add_command(cli_operate.local)
+main.add_command(cli_operate.demo)

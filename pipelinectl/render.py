@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -21,6 +21,12 @@ from rich.text import Text
 
 from pipelinectl.engine import Progress, ProgressCallback
 from pipelinectl.resources.base import Change, StatusRow
+
+if TYPE_CHECKING:
+    from pipelinectl.operate.dlq import DeadLetter, RedriveResult
+    from pipelinectl.operate.logs import LogEvent
+    from pipelinectl.operate.sendtest import SendTestResult
+    from pipelinectl.operate.smoke import SmokeResult
 
 PIPED_WIDTH = 200
 ACTION_STYLE = {"create": "green", "update": "yellow", "unchanged": "dim", "conflict": "red",
@@ -135,6 +141,84 @@ class Renderer:
         self.console.print(table)
 
 
+    # -- operate: send-test, test, dlq, logs ---------------------------------------------
+
+    def send_test(self, result: SendTestResult) -> None:
+        if self.json:
+            self.emit_json(result.as_dict())
+            return
+        self.console.print(f"Sent transaction [bold]{result.transaction_id}[/] (amount "
+                           f"{result.amount}) via {result.via}: {result.reference}")
+        self.console.print("Path: " + " → ".join(result.path), soft_wrap=True)
+        if not result.waited:
+            self.console.print("Not waiting (--no-wait); follow it with `pipelinectl logs "
+                               "--follow`.")
+            return
+        for line, style in _send_test_lines(result):
+            self.console.print(Text(line, style=style))
+        if result.ok and result.latency_seconds is not None:
+            self.console.print(f"End-to-end latency: [bold]{result.latency_seconds:.2f}s[/]")
+
+    def checks(self, result: SmokeResult, title: str = "Smoke test") -> None:
+        if self.json:
+            self.emit_json(result.as_dict())
+            return
+        table = Table(title=f"{title} {result.run_id} ({result.file}, {result.seconds:.1f}s)",
+                      title_justify="left")
+        for column in ("expectation", "result", "detail"):
+            table.add_column(column, overflow="fold")
+        for check in result.checks:
+            table.add_row(check.name, Text("pass" if check.ok else "FAIL",
+                                           style="green" if check.ok else "bold red"),
+                          check.detail)
+        self.console.print(table)
+
+    def dead_letters(self, letters: Sequence[DeadLetter], queue: str) -> None:
+        from pipelinectl.operate.dlq import body_preview
+
+        if self.json:
+            self.emit_json({"queue": queue, "count": len(letters),
+                            "messages": [letter.as_dict() for letter in letters]})
+            return
+        if not letters:
+            self.console.print(f"The dead-letter queue {queue} is empty.")
+            return
+        table = Table(title=f"Dead-letter queue {queue}: {len(letters)} message(s)",
+                      title_justify="left")
+        for column in ("sent", "message id", "reason", "body"):
+            table.add_column(column, overflow="fold")
+        for letter in letters:
+            table.add_row(letter.sent_at, letter.message_id,
+                          Text(letter.reason, style="yellow"), body_preview(letter.body))
+        self.console.print(table)
+
+    def redrive(self, result: RedriveResult) -> None:
+        if self.json:
+            self.emit_json(result.as_dict())
+            return
+        how = ("an SQS message move task" if result.method == "move-task" else
+               "receive, send, delete (this endpoint has no StartMessageMoveTask)")
+        self.console.print(f"Moved {result.moved} message(s) from {result.source} to "
+                           f"{result.destination} by {how}.")
+        if result.failed:
+            self.console.print(Text(f"{result.failed} message(s) could not be sent and stay "
+                                    "in the dead-letter queue.", style="red"))
+
+    def log_event(self, event: LogEvent, *, stream: bool = False) -> None:
+        """One event: a line on a terminal, one JSON object per line for scripts."""
+        if self.json:
+            sys.stdout.write(json.dumps(event.as_dict(), sort_keys=True) + "\n")
+            sys.stdout.flush()
+            return
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.timestamp / 1000))
+        line = Text(f"{stamp}.{event.timestamp % 1000:03d} ", style="dim")
+        if stream:
+            line.append(f"{event.stream[-8:]} ", style="dim")
+        message = event.message
+        style = "red" if "ERROR" in message[:80] or "Task timed out" in message else ""
+        line.append(message, style=style)
+        self.console.print(line, soft_wrap=True)
+
 def summarize(changes: Sequence[Change]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for change in changes:
@@ -154,3 +238,23 @@ def _progress_line(event: Progress, total: float) -> Text:
     line.append(PAST.get(action, action) + what, style=ACTION_STYLE.get(action, ""))
     line.append(f"{detail}  {event.elapsed:.1f}s (t+{total:.1f}s)", style="dim")
     return line
+
+
+def _send_test_lines(result: SendTestResult) -> list[tuple[str, str]]:
+    lines: list[tuple[str, str]] = []
+    if result.stored:
+        lines.append((f"✓ stored after {result.stored_seconds:.2f}s (source "
+                      f"{result.source})", "green"))
+    else:
+        lines.append(("✗ not stored", "red"))
+    if result.expect_alert:
+        if result.alerted:
+            lines.append((f"✓ alerted after {result.alerted_seconds:.2f}s (amount "
+                          f"{result.amount} > threshold {result.threshold})", "green"))
+        else:
+            lines.append((f"✗ no alert recorded (amount {result.amount} > threshold "
+                          f"{result.threshold})", "red"))
+    else:
+        lines.append((f"· no alert expected (amount {result.amount} <= threshold "
+                      f"{result.threshold})", "dim"))
+    return lines

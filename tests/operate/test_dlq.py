@@ -1,0 +1,207 @@
+"""dlq list / redrive / purge against moto, with AWS's batch limits checked on the recorded
+calls (moto accepts batches AWS would refuse)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pipelinectl.errors import PipelineError
+from pipelinectl.operate import dlq
+from pipelinectl.operate.targets import Targets
+from pipelinectl.resources.base import Context
+
+from .conftest import operations
+
+
+def _dead_letter(targets: Targets, body: str, reason: str = "amount: must be > 0",
+                 **extra: str) -> None:
+    attributes = {"ErrorReason": reason, "ErrorCode": "amount_not_positive",
+                  "SourceMessageId": "src-1", **extra}
+    targets.client("sqs").send_message(
+        QueueUrl=targets.dlq_url(), MessageBody=body,
+        MessageAttributes={k: {"DataType": "String", "StringValue": v}
+                           for k, v in attributes.items()})
+
+
+def _depth(targets: Targets, url: str) -> int:
+    return sum(targets.queue_depth(url))
+
+
+def _batch_calls(ctx: Context, operation: str) -> list[dict[str, Any]]:
+    return [c.params for c in ctx.factory.calls if c.operation == operation]
+
+
+def test_list_shows_reasons_and_consumes_nothing(ctx: Context, targets: Targets) -> None:
+    for i in range(13):
+        _dead_letter(targets, f'{{"transaction_id": "t{i}", "amount": -1}}',
+                     TransactionType="Refund")
+    letters = dlq.peek(ctx)
+    assert len(letters) == 13
+    assert {letter.reason for letter in letters} == {"amount: must be > 0"}
+    assert letters[0].code == "amount_not_positive"
+    assert letters[0].attributes == {"TransactionType": "Refund"}
+    assert all(len(p["Entries"]) <= 10
+               for p in _batch_calls(ctx, "ChangeMessageVisibilityBatch"))
+    # every message is visible again at once: nothing consumed, nothing hidden
+    assert targets.queue_depth(targets.dlq_url()) == (13, 0)
+    assert len(dlq.peek(ctx)) == 13
+
+
+def test_list_respects_max_and_receive_limit(ctx: Context, targets: Targets) -> None:
+    for i in range(25):
+        _dead_letter(targets, f"poison {i}")
+    assert len(dlq.peek(ctx, limit=12)) == 12
+    receives = _batch_calls(ctx, "ReceiveMessage")
+    assert receives and all(p["MaxNumberOfMessages"] <= 10 for p in receives)
+
+
+def test_list_of_an_empty_dlq_makes_no_receive(ctx: Context) -> None:
+    assert dlq.peek(ctx) == []
+    assert "ReceiveMessage" not in operations(ctx)
+
+
+def test_a_message_without_reason_says_it_exhausted_its_receives(ctx: Context,
+                                                                  targets: Targets) -> None:
+    targets.client("sqs").send_message(QueueUrl=targets.dlq_url(), MessageBody="x")
+    (letter,) = dlq.peek(ctx)
+    assert "maxReceiveCount" in letter.reason
+
+
+def test_redrive_falls_back_to_batches_of_ten_when_move_tasks_are_unsupported(
+        ctx: Context, targets: Targets) -> None:
+    for i in range(23):
+        _dead_letter(targets, f'{{"transaction_id": "t{i}"}}', TransactionType="Purchase")
+    result = dlq.redrive(ctx)
+    assert (result.method, result.moved, result.failed) == ("receive-send-delete", 23, 0)
+    assert operations(ctx).count("StartMessageMoveTask") == 1  # tried first
+    sends = _batch_calls(ctx, "SendMessageBatch")
+    deletes = _batch_calls(ctx, "DeleteMessageBatch")
+    assert [len(p["Entries"]) for p in sends] == [10, 10, 3]
+    assert [len(p["Entries"]) for p in deletes] == [10, 10, 3]
+    assert all(p["QueueUrl"] == targets.queue_url() for p in sends)
+    assert all(p["QueueUrl"] == targets.dlq_url() for p in deletes)
+    assert _depth(targets, targets.dlq_url()) == 0
+    assert _depth(targets, targets.queue_url()) == 23
+    moved = targets.client("sqs").receive_message(
+        QueueUrl=targets.queue_url(), MessageAttributeNames=["All"])["Messages"][0]
+    assert moved["MessageAttributes"]["TransactionType"]["StringValue"] == "Purchase"
+
+
+def test_redrive_splits_batches_at_256_kib(ctx: Context, targets: Targets) -> None:
+    big = "x" * (100 * 1024)
+    for _ in range(5):
+        _dead_letter(targets, big)
+    result = dlq.redrive(ctx)
+    assert result.moved == 5
+    sends = _batch_calls(ctx, "SendMessageBatch")
+    sizes = [sum(len(e["MessageBody"]) for e in p["Entries"]) for p in sends]
+    assert all(size <= dlq.BATCH_BYTES for size in sizes)
+    assert [len(p["Entries"]) for p in sends] == [2, 2, 1]
+
+
+def test_redrive_max_moves_only_that_many(ctx: Context, targets: Targets) -> None:
+    for i in range(7):
+        _dead_letter(targets, f"m{i}")
+    result = dlq.redrive(ctx, limit=4)
+    assert result.moved == 4
+    assert "StartMessageMoveTask" not in operations(ctx)  # a move task cannot be capped
+    assert _depth(targets, targets.dlq_url()) == 3
+
+
+def test_redrive_moves_only_what_was_there_when_it_started(ctx: Context,
+                                                          targets: Targets) -> None:
+    """A poison message the processor sends straight back must not make redrive loop."""
+    for i in range(3):
+        _dead_letter(targets, f"m{i}")
+    sqs = targets.client("sqs")
+    real_send = sqs.send_message_batch
+
+    def send_and_bounce(**params: Any) -> Any:
+        response = real_send(**params)
+        for entry in params["Entries"]:
+            _dead_letter(targets, entry["MessageBody"] + " again")
+        return response
+
+    sqs.send_message_batch = send_and_bounce
+    try:
+        result = dlq.redrive(ctx)
+    finally:
+        del sqs.send_message_batch
+    assert result.moved == 3
+    assert _depth(targets, targets.dlq_url()) == 3
+
+
+def test_redrive_uses_the_move_task_where_the_endpoint_has_it(ctx: Context,
+                                                             targets: Targets) -> None:
+    _dead_letter(targets, "m")
+    sqs = targets.client("sqs")
+    started: list[dict[str, Any]] = []
+    sqs.start_message_move_task = lambda **p: started.append(p) or {"TaskHandle": "h-1"}
+    sqs.list_message_move_tasks = lambda **p: {"Results": [
+        {"TaskHandle": "h-1", "Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 1}]}
+    try:
+        result = dlq.redrive(ctx, sleep=lambda _s: None)
+    finally:
+        del sqs.start_message_move_task, sqs.list_message_move_tasks
+    assert (result.method, result.moved, result.task_handle) == ("move-task", 1, "h-1")
+    assert started == [{"SourceArn": targets.dlq_arn, "DestinationArn": targets.queue_arn}]
+    assert "SendMessageBatch" not in operations(ctx)
+
+
+def test_a_failed_move_task_is_an_error_with_its_reason(ctx: Context,
+                                                        targets: Targets) -> None:
+    sqs = targets.client("sqs")
+    sqs.start_message_move_task = lambda **p: {"TaskHandle": "h-2"}
+    sqs.list_message_move_tasks = lambda **p: {"Results": [
+        {"TaskHandle": "h-2", "Status": "FAILED", "FailureReason": "AccessDenied"}]}
+    try:
+        with pytest.raises(PipelineError, match="AccessDenied"):
+            dlq.redrive(ctx, sleep=lambda _s: None)
+    finally:
+        del sqs.start_message_move_task, sqs.list_message_move_tasks
+
+
+def test_purge_empties_the_dlq_and_a_second_purge_explains_the_60s_rule(
+        ctx: Context, targets: Targets) -> None:
+    for i in range(4):
+        _dead_letter(targets, f"m{i}")
+    assert dlq.purge(ctx) == 4
+    assert _depth(targets, targets.dlq_url()) == 0
+    assert operations(ctx).count("PurgeQueue") == 1
+    with pytest.raises(PipelineError, match="one per 60 seconds"):
+        dlq.purge(ctx)
+
+
+def test_missing_dlq_says_run_up(aws: None) -> None:
+    from pipelinectl import config as config_module
+    from pipelinectl.clients import ClientFactory
+    from pipelinectl.engine import make_context
+
+    config = config_module.load({})
+    with pytest.raises(PipelineError, match="run `pipelinectl up` first"):
+        dlq.peek(make_context(config, ClientFactory(config)))
+
+
+def test_send_batches_limits() -> None:
+    entries = [{"Id": str(i), "MessageBody": "b"} for i in range(21)]
+    assert [len(b) for b in dlq.send_batches(entries)] == [10, 10, 1]
+    assert dlq.send_batches([]) == []
+    big = [{"Id": str(i), "MessageBody": "x" * 200_000} for i in range(3)]
+    assert [len(b) for b in dlq.send_batches(big)] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(("error", "unsupported"), [
+    (NotImplementedError("The start_message_move_task action has not been implemented"), True),
+    (dlq._Unsupported("HTTP 500"), True),
+    (RuntimeError("boom"), False),
+])
+def test_unsupported_classification(error: Exception, unsupported: bool) -> None:
+    assert dlq._unsupported(error) is unsupported
+
+
+def test_body_preview_unwraps_sns_and_clips() -> None:
+    envelope = '{"Type": "Notification", "TopicArn": "arn", "Message": "{\\"a\\": 1}"}'
+    assert dlq.body_preview(envelope) == '{"a": 1}'
+    assert dlq.body_preview("y" * 200, width=10) == "y" * 9 + "…"
