@@ -214,9 +214,8 @@ class Renderer:
         line = Text(f"{stamp}.{event.timestamp % 1000:03d} ", style="dim")
         if stream:
             line.append(f"{event.stream[-8:]} ", style="dim")
-        message = event.message
-        style = "red" if "ERROR" in message[:80] or "Task timed out" in message else ""
-        line.append(message, style=style)
+        text, style = _log_text(event.message)
+        line.append(text, style=style)
         self.console.print(line, soft_wrap=True)
 
 def summarize(changes: Sequence[Change]) -> dict[str, int]:
@@ -238,6 +237,46 @@ def _progress_line(event: Progress, total: float) -> Text:
     line.append(PAST.get(action, action) + what, style=ACTION_STYLE.get(action, ""))
     line.append(f"{detail}  {event.elapsed:.1f}s (t+{total:.1f}s)", style="dim")
     return line
+
+
+# Powertools' keys that repeat on every line and say nothing a reader needs.
+_LOG_NOISE = {"level", "message", "timestamp", "service", "location", "xray_trace_id",
+              "cold_start", "function_name", "function_memory_size", "function_arn",
+              "function_request_id", "sampling_rate", "request_id"}
+_LEVEL_STYLE = {"ERROR": "red", "CRITICAL": "bold red", "WARNING": "yellow", "DEBUG": "dim"}
+
+
+def _log_text(message: str) -> tuple[str, str]:
+    """A log line for people: structured JSON as `LEVEL message key=value`, EMF blobs as
+    `metrics: Name=value`, the rest as it is (timeouts and tracebacks in red)."""
+    doc: Any = None
+    if message.startswith("{"):
+        try:
+            doc = json.loads(message)
+        except ValueError:
+            doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("_aws"), dict):
+        names = [m.get("Name") for d in doc["_aws"].get("CloudWatchMetrics", [])
+                 for m in d.get("Metrics", [])]
+        values = {n: doc.get(n) for n in names if n in doc}
+        shown = " ".join(f"{n}={_metric(v)}" for n, v in values.items() if _metric(v) != "0")
+        return f"metrics: {shown or 'all zero'}", "dim"
+    if isinstance(doc, dict) and "message" in doc and "level" in doc:
+        level = str(doc["level"])
+        extra = " ".join(f"{k}={v}" for k, v in doc.items() if k not in _LOG_NOISE)
+        return f"{level} {doc['message']}{' ' + extra if extra else ''}", _LEVEL_STYLE.get(
+            level, "")
+    bad = message.startswith("[ERROR]") or "Task timed out" in message or \
+        message.startswith("Traceback")
+    return message, "red" if bad else ""
+
+
+def _metric(value: Any) -> str:
+    if isinstance(value, list):
+        value = sum(value) if all(isinstance(v, int | float) for v in value) else value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 def _send_test_lines(result: SendTestResult) -> list[tuple[str, str]]:
