@@ -178,7 +178,7 @@ class Persister:
 
 
 def _changed(txn: Transaction, old: Existing | None) -> bool:
-    return old is None or old.fingerprint != txn.fingerprint()
+    return old is None or old.fingerprint != txn.fingerprint
 
 
 def _all_failed(txns: Sequence[Transaction], reason: str) -> Outcome:

@@ -44,8 +44,14 @@ class Row:
     number: int
     value: Any = None
     problem: Rejected | None = None
-    raw: str = ""
+    text: bytes | str | list[str] = ""  # the row as read; clipped only when reported
     line: int | None = None
+
+    @property
+    def raw(self) -> str:
+        """A clipped copy of the row for a rejects entry (computed only for rejects)."""
+        text = ",".join(self.text) if isinstance(self.text, list) else self.text
+        return _clip(text.encode() if isinstance(text, str) else text)
 
 
 def detect_format(key: str) -> tuple[str, bool]:
@@ -118,11 +124,10 @@ def _jsonl_rows(stream: IO[bytes], limit: int) -> Iterator[Row]:
         if line is None:
             yield Row(number, problem=_oversized(limit), line=line_no)
             continue
-        raw = _clip(line)
         try:
-            yield Row(number, loads_strict(line), raw=raw, line=line_no)
+            yield Row(number, loads_strict(line), text=line, line=line_no)
         except Rejected as exc:
-            yield Row(number, problem=exc, raw=raw, line=line_no)
+            yield Row(number, problem=exc, text=line, line=line_no)
 
 
 class _CsvLines:
@@ -208,18 +213,19 @@ def _csv_rows(stream: IO[bytes], limit: int) -> Iterator[Row]:
         if not cells and lines.problem is None:
             continue  # blank line
         number += 1
-        raw = _clip(",".join(cells).encode())
         if lines.problem is not None:
-            yield Row(number, problem=lines.problem, raw=raw, line=first_line)
+            yield Row(number, problem=lines.problem, text=cells, line=first_line)
         elif len(cells) != len(header):
             reason = f"the row has {len(cells)} fields, the header has {len(header)}"
-            yield Row(number, problem=Rejected("bad_field_count", reason), raw=raw,
+            yield Row(number, problem=Rejected("bad_field_count", reason), text=cells,
                       line=first_line)
         else:
-            yield Row(number, dict(zip(header, cells, strict=True)), raw=raw, line=first_line)
+            yield Row(number, dict(zip(header, cells, strict=True)), text=cells, line=first_line)
 
 
-_OUTSIDE = re.compile(r'[\[\]{}",]')
+#: A whole string in one regex step (C speed), a structural character, or a lone quote: the
+#: start of a string that does not end within the current chunk.
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},"]')
 _INSIDE = re.compile(r'["\\]')
 
 
@@ -242,9 +248,16 @@ class _ArraySplitter:
         self.oversized = False
         self.done = False
         self.count = 0
+        self.carry = ""
 
-    def feed(self, text: str) -> Iterator[str | None]:
-        """Element texts completed within ``text`` (None for an oversized element)."""
+    def feed(self, text: str, *, final: bool = False) -> Iterator[str | None]:
+        """Element texts completed within ``text`` (None for an oversized element).
+
+        A string cut by the chunk boundary is carried over to the next chunk (at most
+        ``limit`` characters); a longer one is walked through character-class by
+        character-class, so even a 1 GB string needs no more than a chunk of memory.
+        """
+        text, self.carry = self.carry + text, ""
         pos, start = 0, 0
         if self.mode is None:
             pos = start = self._start(text)
@@ -252,11 +265,18 @@ class _ArraySplitter:
             if self.in_string:
                 pos = self._in_string(text, pos)
                 continue
-            match = _OUTSIDE.search(text, pos)
+            match = _TOKEN.search(text, pos)
             if match is None:
                 break
+            token = match.group()
+            if token == '"' and not final and len(text) - match.start() <= self.limit:
+                self._keep(text[start : match.start()])
+                self.carry = text[match.start() :]
+                return
             pos = match.end()
-            element_end = self._structural(match.group())
+            if token[0] == '"' and len(token) > 1:
+                continue  # a complete string: nothing structural inside
+            element_end = self._structural(token)
             if element_end is not None:
                 yield from self._emit(text[start : pos + element_end], final=self.depth == 0)
                 start = pos
@@ -335,15 +355,15 @@ def _json_array_rows(stream: IO[bytes], limit: int) -> Iterator[Row]:
             text = utf8.decode(chunk, final=not chunk)
         except UnicodeDecodeError:
             raise Rejected("bad_encoding", "the file is not valid UTF-8") from None
-        for element in splitter.feed(text):
+        for element in splitter.feed(text, final=not chunk):
             number = splitter.count
             if element is None:
                 yield Row(number, problem=_oversized(limit))
                 continue
             try:
-                yield Row(number, loads_strict(element), raw=_clip(element.encode()))
+                yield Row(number, loads_strict(element), text=element)
             except Rejected as exc:
-                yield Row(number, problem=exc, raw=_clip(element.encode()))
+                yield Row(number, problem=exc, text=element)
         if not chunk:
             break
     if splitter.mode is not None and not splitter.done:

@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -58,8 +59,21 @@ def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 def to_attributes(item: dict[str, Any]) -> dict[str, Any]:
-    """Plain values (Decimal for numbers, never float) to DynamoDB attribute values."""
-    return {k: _SERIALIZER.serialize(v) for k, v in item.items() if v is not None}
+    """Plain values (Decimal for numbers, never float) to DynamoDB attribute values.
+
+    Strings and numbers - all a transaction item holds - are converted inline; boto3's
+    TypeSerializer is ~10x slower per value and dominated file throughput.
+    """
+    out: dict[str, Any] = {}
+    for key, value in item.items():
+        kind = type(value)
+        if kind is str:
+            out[key] = {"S": value}
+        elif kind is Decimal or kind is int:
+            out[key] = {"N": str(value)}
+        elif value is not None:
+            out[key] = _SERIALIZER.serialize(value)
+    return out
 
 
 def from_attributes(item: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +83,7 @@ def from_attributes(item: dict[str, Any]) -> dict[str, Any]:
 def new_item(txn: Transaction, processed_at: str, old: Existing | None) -> dict[str, Any]:
     """The whole item for a put; keeps a previous ``alerted_at`` so a put never re-arms it."""
     item = {**txn.content(), "source": txn.source, "processed_at": processed_at,
-            FINGERPRINT: txn.fingerprint()}
+            FINGERPRINT: txn.fingerprint}
     if old is not None and old.alerted_at is not None:
         item[ALERTED_AT] = old.alerted_at
         item[ALERT_MESSAGE_ID] = old.alert_message_id
@@ -217,7 +231,7 @@ def _field_updates(
     """``SET`` every business field and ``REMOVE`` absent optional ones, with aliased names
     (``timestamp``, ``source`` and ``type`` are DynamoDB reserved words)."""
     fields = {**txn.content(), "source": txn.source, "processed_at": processed_at,
-              FINGERPRINT: txn.fingerprint()}
+              FINGERPRINT: txn.fingerprint}
     fields.pop("transaction_id")
     names: dict[str, str] = {}
     values: dict[str, Any] = {}

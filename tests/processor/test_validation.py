@@ -39,8 +39,8 @@ def test_type_attribute_is_used_unless_the_body_has_a_type() -> None:
 
 
 def test_integer_and_string_ids_are_the_same_transaction() -> None:
-    assert validate(EXAMPLE).fingerprint() == validate({**EXAMPLE, "transaction_id": "12345"}
-                                                       ).fingerprint()
+    assert validate(EXAMPLE).fingerprint == validate({**EXAMPLE, "transaction_id": "12345"}
+                                                       ).fingerprint
 
 
 def test_naive_timestamps_are_utc_and_fractions_survive() -> None:
