@@ -76,7 +76,8 @@ class Renderer:
                           Text(action, style=ACTION_STYLE.get(change.action, "")), what)
         self.console.print(table)
         counts = summarize(changes)
-        self.console.print(", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing")
+        self.console.print(", ".join(f"{n} {PAST.get(k, k) if past else k}"
+                                     for k, n in counts.items()) or "nothing")
 
     def arns(self, rows: Sequence[tuple[str, str, str]]) -> None:
         if self.json:
