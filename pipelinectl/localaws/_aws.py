@@ -37,7 +37,11 @@ class Clients:
         self._session = boto3.session.Session(
             botocore_session=core, region_name="us-east-1", **TEST_CREDENTIALS
         )
-        self._config = Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=30)
+        self._config = Config(
+            retries={"max_attempts": 2, "mode": "standard"},
+            read_timeout=30,
+            max_pool_connections=64,
+        )
 
     def __call__(self, service: str, region: str) -> Any:
         key = (service, region)

@@ -9,8 +9,8 @@ the extracted deployment package and the function's environment. Protocol:
   ``<token>{"ok": ..., ...}`` to stdout, where ``<token>`` is a nonce from the environment,
   so the parent knows when it has read all of an invocation's output.
 
-The handler module is imported on the first request (like Lambda's init phase); its import
-time is reported as ``init_ms``.
+At start-up the handler module is imported (Lambda's init phase) and a first result line
+``{"init": true, "ok": ..., "init_ms": ...}`` reports how that went.
 """
 
 from __future__ import annotations
@@ -80,21 +80,21 @@ def main() -> None:
     sys.path[0] = os.getcwd()
     control = sys.stdin
     sys.stdin = open(os.devnull)  # noqa: SIM115 - the handler gets no stdin, as on Lambda
+    # Init phase: import the handler once, before the first request, and report it.
+    started = time.perf_counter()
     handler: Any = None
     init_error: dict[str, Any] | None = None
+    try:
+        handler = _load_handler()
+    except Exception as exc:
+        init_error = _error(exc, "Runtime.ImportModuleError")
+    init_ms = (time.perf_counter() - started) * 1000
+    _emit({"init": True, "ok": init_error is None, "init_ms": init_ms, **(init_error or {})})
     for raw in control:
         request = json.loads(raw)
-        init_ms = None
-        if handler is None and init_error is None:
-            started = time.perf_counter()
-            try:
-                handler = _load_handler()
-            except Exception as exc:
-                init_error = _error(exc, "Runtime.ImportModuleError")
-                print(f"[ERROR] {init_error['errorType']}: {exc}", flush=True)
-            init_ms = (time.perf_counter() - started) * 1000
         if init_error is not None:
-            _emit({**init_error, "init_ms": init_ms})
+            print(f"[ERROR] {init_error['errorType']}: {init_error['errorMessage']}", flush=True)
+            _emit(init_error)
             continue
         try:
             payload = handler(request["event"], LambdaContext(request))
@@ -103,7 +103,6 @@ def main() -> None:
             result = _error(exc)
             print(f"[ERROR] {result['errorType']}: {exc}", flush=True)
             print("".join(traceback.format_exception(exc)).rstrip(), flush=True)
-        result["init_ms"] = init_ms
         _emit(result)
 
 

@@ -92,6 +92,7 @@ _applied: list[_Patch] = []
 
 
 def _patches() -> list[_Patch]:
+    from moto.cloudwatch.models import CloudWatchBackend
     from moto.events.models import Rule
     from moto.s3.models import FakeBucket
     from moto.s3.responses import S3Response
@@ -103,6 +104,7 @@ def _patches() -> list[_Patch]:
         _Patch(Rule, "send_to_targets", _send_to_targets_with_sns),
         _Patch(Queue, "lambda_event_source_mappings", lambda _orig: _NO_SYNC_ESM),
         _Patch(Queue, "_set_attributes", _set_attributes_keeping_policy),
+        _Patch(CloudWatchBackend, "put_metric_alarm", _put_metric_alarm_with_aws_state),
     ]
 
 
@@ -445,3 +447,37 @@ def _set_attributes_keeping_policy(original: Callable[..., None]) -> Callable[..
             self.policy = kept
 
     return _set_attributes
+
+
+# --------------------------------------------------------------------------------------------
+# f. A new alarm starts in OK; an updated alarm loses its state
+
+
+_ALARM_STATE_FIELDS = (
+    "state_value",
+    "state_reason",
+    "state_reason_data",
+    "state_updated_timestamp",
+)
+
+
+def _put_metric_alarm_with_aws_state(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto creates every alarm in ``OK`` and rebuilds it, state included, on each update.
+
+    AWS sets a new alarm to ``INSUFFICIENT_DATA`` until it is evaluated, and leaves the state
+    of an existing alarm unchanged when PutMetricAlarm updates its configuration. Without this
+    ``status`` would report a never-evaluated alarm as healthy, and a second ``up`` that changes
+    a threshold would silently reset an alarm that is firing.
+    """
+
+    def put_metric_alarm(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        before = self.alarms.get(name)
+        alarm = original(self, name, *args, **kwargs)
+        if before is not None:
+            for attr in _ALARM_STATE_FIELDS:
+                setattr(alarm, attr, getattr(before, attr))
+        else:
+            alarm.state_value = "INSUFFICIENT_DATA"
+        return alarm
+
+    return put_metric_alarm

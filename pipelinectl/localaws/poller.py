@@ -117,6 +117,14 @@ def failed_message_ids(payload: Any, batch_ids: set[str]) -> set[str] | None:
     return failed
 
 
+def _merge(batch: list[dict[str, Any]], more: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add newly received messages; one received again (its visibility timeout shorter than the
+    batching window) keeps one record, with its newest receipt handle."""
+    by_id = {msg["MessageId"]: msg for msg in batch}
+    by_id.update((msg["MessageId"], msg) for msg in more)
+    return list(by_id.values())
+
+
 class MappingLoop:
     """The poller of one mapping, in its own thread."""
 
@@ -184,7 +192,7 @@ class MappingLoop:
             if remaining <= 0:
                 break
             more = self._receive(m.batch_size - len(batch), wait=int(min(remaining, 1)))
-            batch += more
+            batch = _merge(batch, more)
             if not more and remaining < 1:
                 self._stop.wait(min(0.05, remaining))
         return batch
@@ -192,6 +200,9 @@ class MappingLoop:
     def _poll_once(self) -> None:
         messages = self._collect()
         if not messages:
+            return
+        if self._stop.is_set():  # disabled, changed or deleted while we were receiving
+            self._release(messages)
             return
         m = self.mapping
         region = arn_parts(m.queue_arn)[1]
@@ -209,6 +220,16 @@ class MappingLoop:
             for err in result.get("Failed", []):
                 log.warning("could not delete a processed message: %s", err.get("Message"))
         self._report(inv, len(messages), len(failed))
+
+    def _release(self, messages: list[dict[str, Any]]) -> None:
+        for i in range(0, len(messages), _RECEIVE_MAX):
+            self._sqs().change_message_visibility_batch(
+                QueueUrl=self._queue_url(),
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": msg["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for n, msg in enumerate(messages[i : i + _RECEIVE_MAX])
+                ],
+            )
 
     def _failed(self, inv: Invocation, batch_ids: set[str]) -> set[str]:
         if not inv.ok:

@@ -25,6 +25,7 @@ from pipelinectl.localaws._aws import TEST_CREDENTIALS, arn_parts
 log = logging.getLogger(__name__)
 
 BOOTSTRAP = Path(__file__).with_name("_bootstrap.py")
+INIT_TIMEOUT_S = 10  # Lambda's limit for the init phase
 #: Parent variables a worker inherits; everything else comes from the function's configuration.
 _INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT", "HOME")
 
@@ -153,6 +154,7 @@ class Worker:
                 target=self._read, args=(stream, kind), name=f"worker-{kind}", daemon=True
             ).start()
         self.invocations = 0
+        self._initialized = False
 
     @property
     def alive(self) -> bool:
@@ -168,9 +170,54 @@ class Worker:
                 self._events.put(("result" if kind == "out" else "mark", after))
         self._events.put(("eof", kind))
 
+    def _await(self, deadline: float, lines: list[tuple[int, str]]) -> tuple[Any, bool]:
+        """Read output until a result and the stderr marker came: (result or None, timed out)."""
+        result: dict[str, Any] | None = None
+        marked, eofs = False, 0
+        while (result is None or not marked) and eofs < 2:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                return result, True
+            try:
+                kind, text = self._events.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if kind == "line":
+                lines.append((_now_ms(), text))
+            elif kind == "result":
+                result = json.loads(text)
+            elif kind == "mark":
+                marked = True
+            else:
+                eofs += 1
+        return result, False
+
+    def _init(self, inv: Invocation) -> bool:
+        """Wait for the init phase (limited to INIT_TIMEOUT_S, apart from the function timeout)."""
+        self._initialized = True
+        result, timed_out = self._await(time.time() + INIT_TIMEOUT_S, inv.lines)
+        if result is not None:
+            inv.init_ms = result.get("init_ms")
+        if timed_out or result is None:
+            inv.error_type = "Runtime.InitTimeout" if timed_out else "Runtime.ExitError"
+            inv.error_message = (
+                f"init did not finish within {INIT_TIMEOUT_S} seconds"
+                if timed_out
+                else f"worker exited (code {self._proc.poll()}) during init"
+            )
+            inv.timed_out = timed_out
+            self.kill()
+            self._drain(inv)
+            return False
+        return True
+
     def invoke(self, event: Any, request_id: str) -> Invocation:
         spec = self.spec
         inv = Invocation(request_id, spec, time.time(), log_stream=self.log_stream)
+        if not self._initialized and not self._init(inv):
+            inv.duration_ms = (time.time() - inv.started) * 1000
+            return inv
+        inv.started = time.time()  # the function timeout starts after init, as on Lambda
         deadline = inv.started + spec.timeout
         request = {
             "id": request_id,
@@ -179,33 +226,16 @@ class Worker:
             "arn": spec.arn,
             "memory": spec.memory,
         }
-        result: dict[str, Any] | None = None
-        marked, eofs = False, 0
         try:
             assert self._proc.stdin is not None
             self._proc.stdin.write(json.dumps(request) + "\n")
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError):
-            eofs = 2
-        while (result is None or not marked) and eofs < 2:
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                inv.timed_out = True
-                self.kill()
-                self._drain(inv)
-                break
-            try:
-                kind, text = self._events.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if kind == "line":
-                inv.lines.append((_now_ms(), text))
-            elif kind == "result":
-                result = json.loads(text)
-            elif kind == "mark":
-                marked = True
-            else:
-                eofs += 1
+            pass  # the process died; reading hits EOF and reports it
+        result, inv.timed_out = self._await(deadline, inv.lines)
+        if inv.timed_out:
+            self.kill()
+            self._drain(inv)
         inv.duration_ms = (time.time() - inv.started) * 1000
         self.invocations += 1
         self._settle(inv, result)
@@ -222,7 +252,6 @@ class Worker:
         else:
             inv.ok = bool(result.get("ok"))
             inv.payload = result.get("payload")
-            inv.init_ms = result.get("init_ms")
             inv.error_type = result.get("errorType")
             inv.error_message = result.get("errorMessage")
 

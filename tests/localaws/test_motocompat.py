@@ -433,3 +433,35 @@ def test_patches_hold_for_the_moto_server() -> None:
         s3.delete_bucket(Bucket=bucket)
     finally:
         server.stop()
+
+
+# -------------------------------------------------------------------------------- f. alarm state
+
+
+def _alarm_state_after_create_and_update() -> tuple[str, str]:
+    cloudwatch = client("cloudwatch")
+    spec: dict[str, Any] = {
+        "AlarmName": "dlq-depth",
+        "Namespace": "AWS/SQS",
+        "MetricName": "ApproximateNumberOfMessagesVisible",
+        "Statistic": "Maximum",
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "Threshold": 0,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+    cloudwatch.put_metric_alarm(**spec)
+    created = cloudwatch.describe_alarms(AlarmNames=["dlq-depth"])["MetricAlarms"][0]["StateValue"]
+    cloudwatch.set_alarm_state(AlarmName="dlq-depth", StateValue="ALARM", StateReason="test")
+    cloudwatch.put_metric_alarm(**{**spec, "Threshold": 5})
+    updated = cloudwatch.describe_alarms(AlarmNames=["dlq-depth"])["MetricAlarms"][0]
+    assert updated["Threshold"] == 5
+    return created, updated["StateValue"]
+
+
+def test_defect_f_moto_alarms_start_ok_and_updates_reset_them(plain_moto: None) -> None:
+    assert _alarm_state_after_create_and_update() == ("OK", "OK")
+
+
+def test_patch_f_new_alarms_have_insufficient_data_and_updates_keep_state(patched: None) -> None:
+    assert _alarm_state_after_create_and_update() == ("INSUFFICIENT_DATA", "ALARM")

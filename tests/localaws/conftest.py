@@ -1,0 +1,16 @@
+"""Fixtures for the local AWS engine tests: one LocalAws per test module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from localaws_helpers import Local
+
+from pipelinectl.localaws.server import LocalAws
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[Local]:
+    with LocalAws(port=0, metrics_interval=0.5, alarm_interval=0.5) as aws:
+        yield Local(aws)

@@ -1,0 +1,137 @@
+"""Helpers for the local AWS engine tests: plain boto3 against a running LocalAws."""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import boto3
+
+from pipelinectl.localaws.server import LocalAws
+
+T = TypeVar("T")
+REGION = "us-east-1"
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.1) -> T:
+    """Poll ``probe`` until it returns something truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+def handler_zip(source: str, module: str = "handler") -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(f"{module}.py", textwrap.dedent(source))
+    return buf.getvalue()
+
+
+@dataclass
+class Local:
+    """The running engine plus helpers to create resources with plain boto3."""
+
+    aws: LocalAws
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.aws.endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    def queue(self, name: str, **attributes: str) -> tuple[str, str]:
+        sqs = self.client("sqs")
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        return url, arn
+
+    def function(self, name: str, source: str, **config: Any) -> str:
+        iam = self.client("iam")
+        role_name = f"{name}-role"
+        role = iam.create_role(
+            RoleName=role_name,
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+        fn = self.client("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler=config.pop("Handler", "handler.handler"),
+            Code={"ZipFile": handler_zip(source)},
+            **config,
+        )
+        return str(fn["FunctionArn"])
+
+    def mapping(self, queue_arn: str, function: str, **config: Any) -> str:
+        esm = self.client("lambda").create_event_source_mapping(
+            EventSourceArn=queue_arn, FunctionName=function, **config
+        )
+        return str(esm["UUID"])
+
+    def receive_all(self, url: str, wait: int = 1) -> list[dict[str, Any]]:
+        sqs = self.client("sqs")
+        msgs = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=wait,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        for m in msgs:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return list(msgs)
+
+    def depth(self, url: str) -> int:
+        attrs = self.client("sqs").get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(
+            attrs["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def log_messages(self, function: str) -> list[str]:
+        logs = self.client("logs")
+        group = f"/aws/lambda/{function}"
+        try:
+            streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+        except logs.exceptions.ResourceNotFoundException:
+            return []
+        return [
+            e["message"]
+            for s in streams
+            for e in logs.get_log_events(logGroupName=group, logStreamName=s["logStreamName"])[
+                "events"
+            ]
+        ]
