@@ -90,6 +90,7 @@ def run_local(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quiet: bool = 
             f"Local AWS at [bold]{aws.endpoint_url}[/] (region us-east-1, credentials testing/"
             "testing). Use [bold]pipelinectl --local …[/] in another terminal; Ctrl-C stops.",
             highlight=False,
+            soft_wrap=True,
         )
         while not stop.wait(0.5):
             pass
@@ -98,6 +99,7 @@ def run_local(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quiet: bool = 
     finally:
         console.print("Stopping…", style="dim")
         aws.stop()
+        console.print("Local AWS stopped.")
         _restore_signal_handlers(previous)
         detach_live_view(handler)
     return 0

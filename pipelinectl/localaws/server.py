@@ -178,7 +178,7 @@ class LocalAws:
         ]
         for service in self._services:
             service.start()
-        log.info("local AWS listening on %s", self.endpoint_url, extra={"activity": "start"})
+        log.debug("local AWS listening on %s", self.endpoint_url)
         return self
 
     def stop(self) -> None:
@@ -195,7 +195,7 @@ class LocalAws:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
-        log.info("local AWS stopped", extra={"activity": "stop"})
+        log.debug("local AWS stopped")
 
     def __enter__(self) -> Self:
         return self.start()

@@ -13,4 +13,4 @@ from pipelinectl.localaws.server import LocalAws
 @pytest.fixture(scope="module")
 def local() -> Iterator[Local]:
     with LocalAws(port=0, metrics_interval=0.5, alarm_interval=0.5) as aws:
-        yield Local(aws)
+        yield Local(aws.endpoint_url)

@@ -14,8 +14,6 @@ from typing import Any, TypeVar
 
 import boto3
 
-from pipelinectl.localaws.server import LocalAws
-
 T = TypeVar("T")
 REGION = "us-east-1"
 
@@ -41,15 +39,19 @@ def handler_zip(source: str, module: str = "handler") -> bytes:
 
 @dataclass
 class Local:
-    """The running engine plus helpers to create resources with plain boto3."""
+    """A running local AWS (its endpoint) plus helpers to create resources with plain boto3."""
 
-    aws: LocalAws
+    endpoint_url: str
+
+    @property
+    def port(self) -> int:
+        return int(self.endpoint_url.rsplit(":", 1)[1])
 
     def client(self, service: str) -> Any:
         return boto3.client(
             service,
             region_name=REGION,
-            endpoint_url=self.aws.endpoint_url,
+            endpoint_url=self.endpoint_url,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )

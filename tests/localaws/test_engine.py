@@ -145,7 +145,7 @@ def test_a_message_runs_the_deployed_code_with_lambdas_event_context_and_env(loc
     assert 0 < ctx["remaining"] <= 3000
     env = got["env"]
     assert env["GREETING"] == "hello"
-    assert env["AWS_ENDPOINT_URL"] == local.aws.endpoint_url
+    assert env["AWS_ENDPOINT_URL"] == local.endpoint_url
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == p["name"]
     assert env["AWS_ACCESS_KEY_ID"] == "testing"

@@ -1,0 +1,100 @@
+"""``run_local`` as a user runs it: its own process, live view, Ctrl-C/SIGTERM, a taken port."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from localaws_helpers import Local, wait_for
+
+RECORDER = """
+def handler(event, context):
+    print("handled", len(event["Records"]))
+    return {"batchItemFailures": []}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_local(port: int, quiet: bool = False) -> subprocess.Popen[str]:
+    code = (
+        "import sys; from pipelinectl.localaws import run_local; "
+        f"sys.exit(run_local('127.0.0.1', {port}, {quiet}))"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+class Output:
+    """Collects a process's stdout lines in the background."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert proc.stdout is not None
+        stream = proc.stdout
+        threading.Thread(target=lambda: self.lines.extend(stream), daemon=True).start()
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+
+@pytest.fixture
+def local_process() -> Iterator[tuple[subprocess.Popen[str], Output, str]]:
+    port = _free_port()
+    proc = _run_local(port)
+    out = Output(proc)
+    try:
+        wait_for(lambda: out.has("Local AWS at"), timeout=30)
+        yield proc, out, f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_run_local_shows_the_flow_and_stops_cleanly_on_sigterm(
+    local_process: tuple[subprocess.Popen[str], Output, str],
+) -> None:
+    proc, out, url = local_process
+    local = Local(url)
+    name = local.name("view")
+    q_url, q_arn = local.queue(name)
+    local.function(name, RECORDER)
+    local.mapping(q_arn, name, BatchSize=5, FunctionResponseTypes=["ReportBatchItemFailures"])
+    local.client("sqs").send_message(QueueUrl=q_url, MessageBody="x")
+    wait_for(lambda: out.has(f"{name} → λ {name}: batch of 1"), timeout=20)
+    assert any(f"{name} → λ {name}: batch of 1" in line and "ok" in line for line in out.lines)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    time.sleep(0.1)
+    assert out.has("Local AWS stopped.")
+
+
+def test_run_local_stops_on_ctrl_c(
+    local_process: tuple[subprocess.Popen[str], Output, str],
+) -> None:
+    proc, _, _ = local_process
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 0
+
+
+def test_run_local_refuses_a_taken_port(local: Local) -> None:
+    proc = _run_local(local.port, quiet=True)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert f"port {local.port} on 127.0.0.1 is already in use" in err
+    assert "Traceback" not in err
