@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+# One group: with `pytest -n N --dist loadgroup` the whole story shares one local AWS.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-local")]
 
 T = TypeVar("T")
 PIPELINE_TOML = """\
@@ -247,16 +248,19 @@ def test_a_poison_message_lands_in_the_dlq_with_its_reason_and_the_alarm_fires(
 def test_dlq_redrive_moves_messages_back(local: LocalPipeline) -> None:
     sqs = local.client("sqs")
     dlq_url = sqs.get_queue_url(QueueName=local.names()["dlq"])["QueueUrl"]
-    sqs.send_message(QueueUrl=dlq_url, MessageBody='{"transaction_id": "e2e-redriven", '
-                     '"amount": 12, "timestamp": "2024-08-09T12:34:56Z"}')
+    for txn_id, amount in (("e2e-redriven", 12), ("e2e-redrive-poison", -1)):
+        sqs.send_message(QueueUrl=dlq_url, MessageBody=json.dumps(
+            {"transaction_id": txn_id, "amount": amount, "timestamp": "2024-08-09T12:34:56Z"}))
     before = local.json("dlq", "list")["count"]
     result = local.json("dlq", "redrive")
     assert result["method"] == "receive-send-delete"  # moto has no StartMessageMoveTask
     assert (result["moved"], result["failed"]) == (before, 0)
     # the valid one is processed this time; the poison one comes straight back
     wait_for(lambda: local.item("e2e-redriven"), 20, "the redriven transaction stored")
-    remaining = wait_for(lambda: local.json("dlq", "list")["messages"], 20, "poison back")
-    assert all("e2e-redriven" not in m["body"] for m in remaining)
+    back = wait_for(lambda: [m for m in local.json("dlq", "list")["messages"]
+                             if "e2e-redrive-poison" in m["body"]], 20, "the poison one back")
+    assert "greater than 0" in back[0]["reason"]
+    assert all("e2e-redriven" not in m["body"] for m in local.json("dlq", "list")["messages"])
 
 
 def test_dlq_purge_asks_then_empties(local: LocalPipeline) -> None:
