@@ -63,6 +63,7 @@ class FileProcessor:
                 rejects: RejectsFile) -> None:
         pending: list[Transaction] = []
         flush = self._flusher(pending, deadline_ms, stats)
+        body: Any = None
         try:
             fmt, gzipped = detect_format(ref.key)
             body = self._open(ref)
@@ -83,6 +84,9 @@ class FileProcessor:
             if problem.code == "object_not_found":
                 raise
             rejects.add(None, problem)
+        finally:
+            if body is not None:
+                body.close()  # hand the HTTP connection back even when we stop early
         flush()
 
     def _flusher(self, pending: list[Transaction], deadline_ms: int,

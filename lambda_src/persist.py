@@ -133,6 +133,8 @@ class Persister:
         for txn_id, (_, token) in claimed.items():
             if txn_id in result.sent:
                 outcome.alerts_sent += 1
+                logger.info("alert sent", extra={"transaction_id": txn_id,
+                                                  "sns_message_id": result.sent[txn_id]})
                 if not self._record(txn_id, result.sent[txn_id]):
                     outcome.alerts_unrecorded += 1
             else:

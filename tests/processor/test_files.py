@@ -129,6 +129,10 @@ class GeneratedBody:
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._buffer = b""
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
 
     def read(self, amt: int = -1) -> bytes:
         while amt < 0 or len(self._buffer) < amt:
@@ -253,4 +257,5 @@ def test_json_array_memory_does_not_grow_with_the_file() -> None:
 def test_an_8mb_row_is_skipped_without_being_held(fmt: str) -> None:
     stats, aws, peak = measure(f"incoming/huge.{fmt}", GeneratedBody(huge_row_chunks(fmt)))
     assert (stats.rows, stats.rejected, aws.written) == (2, 1, 1)
+    assert aws.body.closed
     assert peak < 1_000_000, f"peak {peak} bytes around an 8 MB row"

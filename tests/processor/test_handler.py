@@ -73,7 +73,6 @@ BAD_MESSAGES: list[tuple[str, str]] = [
     (json.dumps({**EXAMPLE, "currency": "DOLLARS"}), "bad_currency"),
     (json.dumps({**EXAMPLE, "transaction_id": None}), "missing_field"),
     (json.dumps({**EXAMPLE, "transaction_id": [1]}), "bad_transaction_id"),
-    (json.dumps({**EXAMPLE, "type": ""}), "bad_type") if False else
     (json.dumps({**EXAMPLE, "type": {"a": 1}}), "bad_type"),
     (json.dumps({**EXAMPLE, "customer_id": True}), "bad_customer_id"),
     (json.dumps({**EXAMPLE, "comment": "x"}), "unknown_field"),
