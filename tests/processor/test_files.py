@@ -237,8 +237,10 @@ def test_100k_row_csv_file_streams_in_bounded_memory() -> None:
     assert stats.rows == rows and size > 6_000_000
     assert stats.rejected == 100 and aws.written + aws.alerts == rows - 100
     assert aws.alerts == 101 and aws.rejects_bytes > 0
-    assert peak < size / 10, f"peak {peak} bytes for a {size}-byte file"
-    assert peak < 2_000_000
+    # Measured: ~0.55 MB for this 6.5 MB file; a version that held the file or its rows
+    # would need several times the file size.
+    assert peak < size / 6, f"peak {peak} bytes for a {size}-byte file"
+    assert peak < 1_500_000
 
 
 def test_json_array_memory_does_not_grow_with_the_file() -> None:
