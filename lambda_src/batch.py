@@ -134,7 +134,10 @@ class BatchRun:
         return plan
 
     def _validate_item(self, item: Any, payload: Payload) -> Transaction:
-        size = len(json.dumps(item, default=str).encode())
+        try:
+            size = len(json.dumps(item, default=str).encode())
+        except (RecursionError, ValueError):
+            raise Rejected("invalid_json", "the transaction is nested too deeply") from None
         if size > self.settings.max_row_bytes:
             raise Rejected("oversized_row", f"the transaction is larger than "
                                             f"{self.settings.max_row_bytes} bytes")

@@ -6,11 +6,16 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from lambda_src.batch import BatchRun
+from lambda_src.config import Settings
 from lambda_src.envelopes import FileRef, unwrap
 from lambda_src.errors import Rejected
 
 from .conftest import BUCKET, Pipeline
+from .test_validation import json_values
 
 EXAMPLE = {"transaction_id": 12345, "amount": 100, "timestamp": "2024-08-09T12:34:56Z"}
 
@@ -119,3 +124,33 @@ def test_invalid_envelopes(body: str, code: str) -> None:
     with pytest.raises(Rejected) as caught:
         unwrap(body)
     assert caught.value.code == code
+
+
+# -- properties ---------------------------------------------------------------------------
+
+envelope_like = st.recursive(
+    json_values,
+    lambda inner: st.fixed_dictionaries({}, optional={
+        "Type": st.sampled_from(["Notification", "Other"]) | inner,
+        "TopicArn": st.just("arn:aws:sns:us-east-1:1:t"),
+        "Message": inner.map(lambda v: json.dumps(v, default=str)) | inner,
+        "MessageAttributes": inner, "source": st.just("aws.s3") | inner,
+        "detail-type": st.just("Object Created") | inner, "detail": inner,
+        "Records": st.lists(inner, max_size=3), "Event": st.just("s3:TestEvent"),
+        "bucket": inner, "object": inner, "key": inner, "name": inner,
+    }),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=envelope_like, raw=st.text(max_size=60), use_raw=st.booleans())
+def test_planning_a_record_never_raises(doc: Any, raw: str, use_raw: bool) -> None:
+    """Whatever the body, a record gets a plan: a payload, or a reason to dead-letter it."""
+    body = raw if use_raw else json.dumps(doc, default=str)
+    run = BatchRun(Settings("t", "arn", "url"), None, None, None, 0)  # type: ignore[arg-type]
+    plan = run._plan({"messageId": "m", "body": body, "messageAttributes": {
+        "TransactionType": {"dataType": "String", "stringValue": raw}}})
+    assert (plan.payload is None) == (plan.problem is not None)
+    for _, problem in plan.item_problems:
+        assert problem.code and problem.reason
