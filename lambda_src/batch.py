@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from .config import Settings
 from .envelopes import Payload, unwrap
-from .errors import Rejected, TransientError
+from .errors import Rejected, TransientError, is_transient
 from .files import FileProcessor
 from .observability import logger
 from .persist import Outcome, Persister
@@ -109,8 +109,12 @@ class BatchRun:
             if plan.payload is not None and plan.payload.files:
                 self._process_files(plan)
             return "ok"
-        except Exception:
-            logger.warning("record will be retried", exc_info=True)
+        except Exception as exc:
+            if isinstance(exc, TransientError) or is_transient(exc):
+                logger.warning("record will be retried", exc_info=True)
+            else:  # retrying will not help until someone fixes permissions or configuration
+                logger.error("record failed and will be retried; not a transient error",
+                             exc_info=True)
             raise
         finally:
             logger.remove_keys(["message_id"])
