@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelinectl.localaws._aws import Clients, arn_parts, regional_backends
-from pipelinectl.localaws.runner import FunctionUnavailable, Invocation, Runner
+from pipelinectl.localaws.runner import FunctionUnavailable, Invocation, Runner, read_function
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,11 @@ def failed_message_ids(payload: Any, batch_ids: set[str]) -> set[str] | None:
     return failed
 
 
+def _queue_missing(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return "NonExistentQueue" in code or "QueueDoesNotExist" in code
+
+
 def _merge(batch: list[dict[str, Any]], more: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add newly received messages; one received again (its visibility timeout shorter than the
     batching window) keeps one record, with its newest receipt handle."""
@@ -154,8 +159,11 @@ class MappingLoop:
             except Exception as exc:
                 if self._stop.is_set():
                     return
-                log.warning("mapping %s polling failed: %s", self.mapping.uuid, exc)
                 self._url = None
+                if _queue_missing(exc):  # deleted before its mapping, as a teardown may do
+                    log.debug("mapping %s: queue %s is gone", self.mapping.uuid, exc)
+                else:
+                    log.warning("mapping %s polling failed: %s", self.mapping.uuid, exc)
                 self._stop.wait(1.0)
 
     def _sqs(self) -> Any:
@@ -198,6 +206,7 @@ class MappingLoop:
         return batch
 
     def _poll_once(self) -> None:
+        read_function(self.mapping.function_arn)  # receive nothing for a function that is gone
         messages = self._collect()
         if not messages:
             return

@@ -26,6 +26,19 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4566
 
 
+PORT_ENV = "PIPELINECTL_LOCAL_PORT"
+
+
+def default_port() -> int:
+    """The port ``pipelinectl local`` and ``--local`` use: $PIPELINECTL_LOCAL_PORT or 4566."""
+    raw = os.environ.get(PORT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise LocalAwsError(f"{PORT_ENV}={raw!r} is not a port number (1-65535).")
+    return int(raw)
+
+
 class LocalAwsError(RuntimeError):
     """The local AWS could not start."""
 
@@ -142,6 +155,7 @@ class LocalAws:
         self._workdir: Path | None = None
         self._services: list[Any] = []
         self.runner: Runner | None = None
+        self._telemetry: Telemetry | None = None
 
     @property
     def running(self) -> bool:
@@ -168,7 +182,8 @@ class LocalAws:
         clients = Clients(self.endpoint_url)
         self._workdir = Path(tempfile.mkdtemp(prefix="pipelinectl-local-"))
         self.runner = Runner(self.endpoint_url, self._workdir)
-        telemetry = Telemetry(clients)
+        telemetry = self._telemetry = Telemetry(clients)
+        telemetry.start()
         self.runner.listeners.append(telemetry.on_invocation)
         alarms = AlarmEvaluator(clients)
         self._services = [
@@ -189,6 +204,9 @@ class LocalAws:
             service.stop()
         if self.runner is not None:
             self.runner.close()
+        if self._telemetry is not None:
+            self._telemetry.stop()
+            self._telemetry = None
         self._server.stop()
         self._server = None
         self._services = []

@@ -6,6 +6,8 @@ import contextlib
 import json
 import logging
 import math
+import queue
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -92,16 +94,46 @@ def emf_datums(line: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 class Telemetry:
-    """Ships invocation logs and metrics, and samples queue metrics, through the local endpoint."""
+    """Ships invocation logs and metrics, and samples queue metrics, through the local endpoint.
 
-    def __init__(self, clients: Clients) -> None:
+    Invocations are shipped by a background thread so the pollers never wait for it. Queue
+    metrics are put when a value changes, and at least every ``heartbeat`` seconds otherwise,
+    so an idle local AWS does not fill moto's memory with identical datapoints.
+    """
+
+    def __init__(self, clients: Clients, heartbeat: float = 30.0) -> None:
         self._clients = clients
+        self._heartbeat = heartbeat
         self._known_streams: set[tuple[str, str, str]] = set()
         self._dlq_depths: dict[str, int] = {}
+        self._last_put: dict[tuple[str, str, str], tuple[float, float]] = {}
+        self._pending: queue.Queue[Invocation | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._ship_loop, name="telemetry", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ship what is pending, then stop."""
+        if self._thread.is_alive():
+            self._pending.put(None)
+            self._thread.join(timeout=15)
+
+    def _ship_loop(self) -> None:
+        while (inv := self._pending.get()) is not None:
+            try:
+                self.record(inv)
+            except Exception as exc:
+                log.warning("could not ship logs/metrics of %s: %s", inv.function.name, exc)
 
     # ---- invocations
 
     def on_invocation(self, inv: Invocation) -> None:
+        """Runner listener: queue the invocation for shipping."""
+        self._pending.put(inv)
+
+    def record(self, inv: Invocation) -> None:
+        """Logs to /aws/lambda/<fn>, AWS/Lambda metrics and the EMF metrics it printed."""
         self.ship_logs(inv)
         fn = inv.function
         now = datetime.now(UTC)
@@ -189,11 +221,20 @@ class Telemetry:
                 datums += [
                     {"MetricName": k, "Value": v, "Unit": u, "Dimensions": dims, "Timestamp": now}
                     for k, (v, u) in values.items()
+                    if self._due((region, q.name, k), v)
                 ]
                 if q.queue_arn in dlq_arns:
                     self._note_dlq(q.name, len(messages))
             if datums:
                 self.put_metrics(region, "AWS/SQS", datums)
+
+    def _due(self, key: tuple[str, str, str], value: float) -> bool:
+        now = time.monotonic()
+        last = self._last_put.get(key)
+        if last is not None and last[0] == value and now - last[1] < self._heartbeat:
+            return False
+        self._last_put[key] = (value, now)
+        return True
 
     def _note_dlq(self, name: str, depth: int) -> None:
         before = self._dlq_depths.get(name, 0)

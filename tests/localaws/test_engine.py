@@ -270,9 +270,13 @@ def test_emf_lines_and_invocations_become_metrics(local: Local, tmp_path: Path) 
     )
     assert duration["Metrics"]
     queue_dims = [{"Name": "QueueName", "Value": f"{p['name']}-in"}]
-    listed = local.client("cloudwatch").list_metrics(Namespace="AWS/SQS", Dimensions=queue_dims)
-    names = {m["MetricName"] for m in listed["Metrics"]}
-    assert {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"} <= names
+    wanted = {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"}
+
+    def queue_metrics() -> set[str]:
+        listed = local.client("cloudwatch").list_metrics(Namespace="AWS/SQS", Dimensions=queue_dims)
+        return {m["MetricName"] for m in listed["Metrics"]}
+
+    wait_for(lambda: wanted <= queue_metrics())
 
 
 def test_dlq_alarm_goes_to_alarm_and_its_sns_action_is_delivered(local: Local) -> None:
