@@ -178,19 +178,22 @@ class BatchRun:
                     "error_reason": letter.problem.reason})
 
     def _process_files(self, plan: RecordPlan) -> None:
-        assert plan.payload is not None
-        for ref in plan.payload.files:
+        """Every file of the event; a missing object dead-letters the message, once, after
+        the other files are done (a transient failure before that retries the record)."""
+        missing: Rejected | None = None
+        for ref in plan.payload.files if plan.payload else []:
             try:
                 stats = self.files.process(ref, self.deadline_ms)
             except Rejected as problem:
-                plan.problem = problem
+                missing = missing or problem
                 self.stats.rejected += 1
-                self._dead_letter([plan])
-                if plan.failure is not None:
-                    raise TransientError(plan.failure) from None
                 continue
             self.stats.files += 1
             self.stats.file_rows += stats.rows
             self.stats.rejected += stats.rejected
-            if stats.outcome is not None:
-                self.stats.add_outcome(stats.outcome)
+            self.stats.add_outcome(stats.outcome)
+        if missing is not None:
+            plan.problem = missing
+            self._dead_letter([plan])
+            if plan.failure is not None:
+                raise TransientError(plan.failure)

@@ -10,7 +10,7 @@ with the same content - which is what makes a half-processed file safe to proces
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -34,7 +34,7 @@ class FileStats:
 
     rows: int = 0
     rejected: int = 0
-    outcome: Outcome | None = None
+    outcome: Outcome = field(default_factory=Outcome)
 
 
 class FileProcessor:
@@ -47,7 +47,7 @@ class FileProcessor:
 
     def process(self, ref: FileRef, deadline_ms: int) -> FileStats:
         """Stream ``ref``; raise Rejected if the object is gone, TransientError to retry."""
-        stats = FileStats(outcome=Outcome())
+        stats = FileStats()
         rejects = RejectsFile(ref.uri)
         try:
             self._stream(ref, deadline_ms, stats, rejects)
@@ -96,7 +96,6 @@ class FileProcessor:
                 return
             outcome = self.persister.persist(pending, deadline_ms)
             pending.clear()
-            assert stats.outcome is not None
             stats.outcome.add(outcome)
             if outcome.failed:
                 txn_id, reason = next(iter(outcome.failed.items()))
