@@ -75,6 +75,19 @@ def test_apply_is_idempotent_and_cheap() -> None:
         assert motocompat.is_applied()
 
 
+def test_apply_reinstalls_a_patch_replaced_behind_its_back() -> None:
+    from moto.s3.models import FakeBucket
+
+    motocompat.apply()
+    with motocompat.unpatched():
+        original = FakeBucket.get_permission
+    FakeBucket.get_permission = original  # as a stray monkeypatch undo would
+    motocompat.apply()
+    assert FakeBucket.get_permission is not original
+    with motocompat.unpatched():
+        assert FakeBucket.get_permission is original
+
+
 def test_revert_restores_and_reapply_works() -> None:
     from moto.s3.models import FakeBucket
 
@@ -465,3 +478,60 @@ def test_defect_f_moto_alarms_start_ok_and_updates_reset_them(plain_moto: None) 
 
 def test_patch_f_new_alarms_have_insufficient_data_and_updates_keep_state(patched: None) -> None:
     assert _alarm_state_after_create_and_update() == ("INSUFFICIENT_DATA", "ALARM")
+
+
+# -------------------------------------------------------------------------------- g. SQS clock
+
+
+def _clock_reads_per_send(depth: int) -> int:
+    import moto.sqs.models as sqs_models
+
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName="deep")["QueueUrl"]
+    for i in range(0, depth, 10):
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(j), "MessageBody": f"{i + j}"} for j in range(10)]
+        )
+    calls = 0
+    clock = sqs_models.unix_time_millis
+
+    def counting(dt: Any = None) -> float:
+        nonlocal calls
+        calls += 1
+        return float(clock(dt))
+
+    # not monkeypatch: its undo would run after unpatched() re-applied the patches
+    sqs_models.unix_time_millis = counting
+    try:
+        sqs.send_message(QueueUrl=url, MessageBody="one more")
+    finally:
+        sqs_models.unix_time_millis = clock
+    return calls
+
+
+def test_defect_g_moto_reads_the_clock_per_queued_message_on_each_send(plain_moto: None) -> None:
+    from moto.core.utils import unix_time_millis
+    from moto.sqs import models as sqs_models
+
+    assert sqs_models.unix_time_millis is unix_time_millis  # the datetime-based clock
+    assert _clock_reads_per_send(depth=200) >= 200
+
+
+def test_patch_g_the_sqs_clock_is_cheap_and_agrees_with_motos(patched: None) -> None:
+    import datetime as dt
+
+    from moto.core.utils import unix_time, unix_time_millis
+    from moto.sqs import models as sqs_models
+
+    assert abs(sqs_models.unix_time_millis() - unix_time_millis()) < 1000
+    assert abs(sqs_models.unix_time() - unix_time()) < 1
+    moment = dt.datetime(2024, 8, 9, 12, 34, 56)
+    assert sqs_models.unix_time_millis(moment) == unix_time_millis(moment)
+    started = time.perf_counter()
+    for _ in range(2000):
+        unix_time_millis()
+    slow = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(2000):
+        sqs_models.unix_time_millis()
+    assert time.perf_counter() - started < slow / 3
