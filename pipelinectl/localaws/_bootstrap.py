@@ -11,19 +11,71 @@ the extracted deployment package and the function's environment. Protocol:
 
 At start-up the handler module is imported (Lambda's init phase) and a first result line
 ``{"init": true, "ok": ..., "init_ms": ...}`` reports how that went.
+
+Imports see what Lambda's Python runtime offers: the deployment package, the standard library
+and boto3 with its dependencies. The interpreter runs with ``-S`` (no site-packages, no
+``.pth`` files, no editable installs); site-packages is then added back behind a finder that
+lets only the runtime-provided distributions through, so a dependency missing from the zip
+fails here as it would on Lambda instead of being picked up from the developer's virtualenv.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import json
 import os
+import site
 import sys
 import time
 import traceback
+from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 TOKEN = os.environ.pop("_PIPELINECTL_WORKER_TOKEN", "")
+
+
+#: Top-level modules Lambda's python3.x runtimes provide besides the standard library.
+RUNTIME_PROVIDED = frozenset(
+    {"boto3", "botocore", "jmespath", "s3transfer", "urllib3", "dateutil", "six"}
+)
+
+
+class RuntimeFinder(importlib.abc.MetaPathFinder):
+    """Top-level imports from site-packages only for what the Lambda runtime provides."""
+
+    def __init__(self, site_dirs: list[str]) -> None:
+        self.site_dirs = site_dirs
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if path is not None:  # a submodule: its package was already allowed
+            return None
+        own = [p for p in sys.path if p not in self.site_dirs]
+        spec = importlib.machinery.PathFinder.find_spec(fullname, own)
+        if spec is not None:
+            return spec
+        if fullname in RUNTIME_PROVIDED:
+            return importlib.machinery.PathFinder.find_spec(fullname, self.site_dirs)
+        raise ModuleNotFoundError(
+            f"No module named '{fullname}' (it is not in the deployment package, and the "
+            "Lambda runtime provides only boto3 and its dependencies)",
+            name=fullname,
+        )
+
+
+def isolate_imports(task_root: str) -> None:
+    sys.path[0] = task_root  # replaces this script's directory, like LAMBDA_TASK_ROOT
+    site_dirs = [d for d in site.getsitepackages() if os.path.isdir(d)]
+    sys.path.extend(d for d in site_dirs if d not in sys.path)
+    at = next(
+        (i for i, f in enumerate(sys.meta_path) if f is importlib.machinery.PathFinder),
+        len(sys.meta_path),
+    )
+    sys.meta_path.insert(at, RuntimeFinder(site_dirs))
 
 
 class LambdaContext:
@@ -76,8 +128,7 @@ def _emit(result: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    # the code directory replaces this script's directory, like LAMBDA_TASK_ROOT on Lambda
-    sys.path[0] = os.getcwd()
+    isolate_imports(os.getcwd())
     control = sys.stdin
     sys.stdin = open(os.devnull)  # noqa: SIM115 - the handler gets no stdin, as on Lambda
     # Init phase: import the handler once, before the first request, and report it.

@@ -46,9 +46,11 @@ class Mapping:
 def enabled_sqs_mappings() -> dict[str, Mapping]:
     """Every enabled SQS event source mapping moto holds, by UUID."""
     from moto.awslambda.models import lambda_backends
+    from moto.awslambda_simple.models import lambda_simple_backends  # use_docker=False
 
     found: dict[str, Mapping] = {}
-    for _account, _region, backend in regional_backends(lambda_backends):
+    backends = [*regional_backends(lambda_backends), *regional_backends(lambda_simple_backends)]
+    for _account, _region, backend in backends:
         for esm in list(backend._event_source_mappings.values()):
             if not esm.enabled or arn_parts(esm.event_source_arn)[0] != "sqs":
                 continue

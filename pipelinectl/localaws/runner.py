@@ -137,7 +137,7 @@ class Worker:
         )
         self._events: queue.Queue[tuple[str, str]] = queue.Queue()
         self._proc = subprocess.Popen(
-            [sys.executable, "-E", "-s", "-u", str(BOOTSTRAP)],
+            [sys.executable, "-S", "-E", "-u", str(BOOTSTRAP)],
             cwd=code_dir,
             env=env,
             stdin=subprocess.PIPE,
@@ -155,10 +155,11 @@ class Worker:
             ).start()
         self.invocations = 0
         self._initialized = False
+        self._exited = False  # its output ended: the process is gone or going
 
     @property
     def alive(self) -> bool:
-        return self._proc.poll() is None
+        return not self._exited and self._proc.poll() is None
 
     def _read(self, stream: IO[str], kind: str) -> None:
         for raw in stream:
@@ -190,6 +191,7 @@ class Worker:
                 marked = True
             else:
                 eofs += 1
+                self._exited = True
         return result, False
 
     def _init(self, inv: Invocation) -> bool:
