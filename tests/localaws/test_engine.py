@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -403,8 +404,6 @@ def test_a_disabled_mapping_stops_polling_and_reenabling_resumes(
     p = pipeline(local, tmp_path / "out.jsonl")
     lam = local.client("lambda")
     lam.update_event_source_mapping(UUID=p["mapping"], Enabled=False)
-    import time
-
     time.sleep(0.6)  # the poller rediscovers mappings every 0.25 s
     local.client("sqs").send_message(QueueUrl=p["url"], MessageBody="later")
     time.sleep(1.5)

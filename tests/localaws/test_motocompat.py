@@ -15,6 +15,7 @@ import moto
 import pytest
 
 from pipelinectl.localaws import motocompat
+from pipelinectl.localaws.iamconditions import conditions_met
 
 REGION = "us-east-1"
 BUCKET = "compat-bucket-1"
@@ -245,11 +246,11 @@ RULE_ARN = "arn:aws:events:us-east-1:123456789012:rule/ecommerce-object-created"
     ],
 )
 def test_conditions(block: dict[str, Any], expected: bool) -> None:
-    assert motocompat.conditions_met(block, CTX) is expected
+    assert conditions_met(block, CTX) is expected
 
 
 def test_condition_keys_are_case_insensitive() -> None:
-    assert motocompat.conditions_met({"Bool": {"AWS:SECURETRANSPORT": "true"}}, CTX)
+    assert conditions_met({"Bool": {"AWS:SECURETRANSPORT": "true"}}, CTX)
 
 
 # -------------------------------------------------------------------------------- c. SNS targets
