@@ -131,7 +131,8 @@ class LocalAws:
 
     Adds: event source mapping polling that runs the deployed zip in worker processes, function
     logs, AWS/Lambda, AWS/SQS and EMF metrics, and alarm evaluation with SNS actions.
-    ``port=0`` picks a free port. Use as a context manager, or ``start()`` / ``stop()``::
+    ``port=0`` picks a free port; ``fresh`` (default) empties moto's in-process state first,
+    while ``stop()`` leaves it for inspection. Use as a context manager, or ``start()``/``stop()``::
 
         with LocalAws(port=0) as aws:
             boto3.client("sqs", endpoint_url=aws.endpoint_url, ...)
@@ -145,12 +146,14 @@ class LocalAws:
         poll_interval: float = 0.25,
         metrics_interval: float = 2.0,
         alarm_interval: float = 1.0,
+        fresh: bool = True,
     ) -> None:
         self.host = host
         self.port = port
         self.poll_interval = poll_interval
         self.metrics_interval = metrics_interval
         self.alarm_interval = alarm_interval
+        self.fresh = fresh
         self._server: Any = None
         self._workdir: Path | None = None
         self._services: list[Any] = []
@@ -173,6 +176,10 @@ class LocalAws:
         if self.running:
             return self
         motocompat.apply()
+        if self.fresh:  # moto's state is per process: start from an empty account
+            from moto.core.base_backend import BackendDict
+
+            BackendDict.reset()
         self.host = host if host is not None else self.host
         self.port = port if port is not None else self.port
         server = _moto_server(_bind(self.host, self.port))
@@ -200,10 +207,10 @@ class LocalAws:
         """Stop the services, kill the workers, shut the server down, remove temp files."""
         if not self.running:
             return
+        if self.runner is not None:
+            self.runner.close()  # first: an invocation in flight ends now, its batch not deleted
         for service in self._services:
             service.stop()
-        if self.runner is not None:
-            self.runner.close()
         if self._telemetry is not None:
             self._telemetry.stop()
             self._telemetry = None
