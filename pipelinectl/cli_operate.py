@@ -269,27 +269,29 @@ def demo(ctx: click.Context, quiet: bool) -> None:
 def _demo_steps(run: Any, out: Renderer, step: _Narrator, quiet: bool) -> dict[str, Any]:
     """Run and narrate each step; teardown runs even when an earlier step failed."""
     results: dict[str, Any] = {}
-    step("Starting the embedded AWS (moto + event source mappings, logs, metrics, alarms)")
+    step("start", "Starting the embedded AWS (moto + event source mappings, logs, metrics, "
+         "alarms)")
     live = None if quiet else _attach_live_view(out)
     results["endpoint"] = run.start()
     step.done(True, f"listening on {results['endpoint']}")
     try:
-        step("up: every resource, independent steps concurrently")
+        step("up", "up: every resource, independent steps concurrently")
         with out.progress("applying") as on_progress:
             changes = run.up(on_progress)
         step.done(True, f"{len(changes)} resources created")
-        step("File drop: a CSV with valid, invalid and over-threshold rows under incoming/, "
-             "plus a message through SNS")
+        step("file drop", "File drop: a CSV with valid, invalid and over-threshold rows under "
+             "incoming/, plus a message through SNS")
         dropped = run.drop_file()
         out.checks(dropped, "File drop")
         results["file_drop"] = dropped.as_dict()
         step.done(dropped.ok, "every expectation met" if dropped.ok else "expectations failed")
-        step("send-test --amount 1500 (over the 1000 threshold: stored and alerted)")
+        step("send-test", "send-test --amount 1500: through SNS until stored (and alerted over "
+             "the threshold)")
         sent = run.send_test()
         out.send_test(sent)
         results["send_test"] = sent.as_dict()
         step.done(sent.ok, sent.outcome if sent.ok else str(sent.problem))
-        step("status: every resource with its ARN and health")
+        step("status", "status: every resource with its ARN and health")
         pipeline = run.context()
         out.status(run.status(), {"pipeline": pipeline.config.name,
                                   "account": pipeline.account, "region": pipeline.region})
@@ -297,7 +299,7 @@ def _demo_steps(run: Any, out: Renderer, step: _Narrator, quiet: bool) -> dict[s
     except PipelineError as error:
         step.done(False, str(error))
     finally:
-        step("teardown: everything the pipeline created, in reverse order")
+        step("teardown", "teardown: everything the pipeline created, in reverse order")
         with out.progress("deleting") as on_progress:
             gone = run.teardown(on_progress)
         step.done(True, f"{sum(c.action == 'delete' for c in gone)} resources deleted")
@@ -315,9 +317,9 @@ class _Narrator:
         self.started = self.began
         self.steps: list[dict[str, Any]] = []
 
-    def __call__(self, title: str) -> None:
+    def __call__(self, name: str, title: str) -> None:
         self.started = time.monotonic()
-        self.steps.append({"step": title.split(":", maxsplit=1)[0], "ok": False, "seconds": 0.0})
+        self.steps.append({"step": name, "ok": False, "seconds": 0.0})
         self.out.note(f"\n[bold cyan]Step {len(self.steps)}.[/] [bold]{title}[/]")
 
     def done(self, ok: bool, detail: str) -> None:
