@@ -286,7 +286,8 @@ def _send_test_lines(result: SendTestResult) -> list[tuple[str, str]]:
         lines.append((f"✓ stored after {result.stored_seconds:.2f}s (source "
                       f"{result.source})", "green"))
     else:
-        lines.append(("✗ not stored", "red"))
+        where = " (in the dead-letter queue)" if result.outcome == "in the DLQ" else ""
+        lines.append((f"✗ not stored{where}", "red"))
     if result.expect_alert:
         if result.alerted:
             lines.append((f"✓ alerted after {result.alerted_seconds:.2f}s (amount "
