@@ -318,7 +318,6 @@ def test_send_test_without_local_running_says_start_it(tmp_path: Path,
 
 
 def test_demo_exits_0(tmp_path: Path, build_cache: Path) -> None:
-    started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "pipelinectl", "demo", "--quiet"],
                             cwd=tmp_path, env=_clean_env(build_cache), capture_output=True,
                             text=True, timeout=300, check=False, stdin=subprocess.DEVNULL)
@@ -326,7 +325,6 @@ def test_demo_exits_0(tmp_path: Path, build_cache: Path) -> None:
     assert "Demo complete" in result.stdout
     for step in ("up:", "File drop", "send-test --amount 1500", "status:", "teardown:"):
         assert step in result.stdout
-    assert time.monotonic() - started < 120
 
 
 def _object(s3: Any, bucket: str, key: str) -> str | None:
