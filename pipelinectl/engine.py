@@ -7,7 +7,6 @@ that needs them is gone (`teardown`).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -105,35 +104,34 @@ def teardown(ctx: Context, keep_data: bool = False,
     return _run_graph(ctx, after, remove, on_progress, reverse=True)
 
 
+def _run_step(ctx: Context, step: str, work: Callable[[Resource], Change],
+              notify: ProgressCallback, reverse: bool) -> list[Change]:
+    """One step's resources in order (reversed for teardown), reporting each."""
+    items = build(step, ctx)
+    changes: list[Change] = []
+    for resource in reversed(items) if reverse else items:
+        notify(Progress("start", step, resource.kind, resource.name))
+        started = time.monotonic()
+        try:
+            change = work(resource)
+        except Exception as exc:
+            error = translate(exc, endpoint=ctx.factory.endpoint_url)
+            notify(Progress("failed", step, resource.kind, resource.name,
+                            elapsed=time.monotonic() - started, error=str(error)))
+            raise error from exc
+        changes.append(change)
+        notify(Progress("done", step, resource.kind, resource.name, change,
+                        time.monotonic() - started))
+    return changes
+
+
 def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
                work: Callable[[Resource], Change], on_progress: ProgressCallback | None,
                *, reverse: bool) -> list[Change]:
-    """Run each step once everything it waits for is done; resources within a step in order
-    (reversed for teardown). Stops starting new steps after the first failure."""
+    """Start each step once everything it waits for is done; after the first failure start
+    nothing new, let the running steps finish, and report what was done."""
     notify = on_progress or (lambda _event: None)
-    lock = threading.Lock()
     done: dict[str, list[Change]] = {}
-
-    def run_step(step: str) -> list[Change]:
-        items = build(step, ctx)
-        changes: list[Change] = []
-        for resource in reversed(items) if reverse else items:
-            notify(Progress("start", step, resource.kind, resource.name))
-            started = time.monotonic()
-            try:
-                change = work(resource)
-            except Exception as exc:
-                error = translate(exc, endpoint=ctx.factory.endpoint_url)
-                notify(Progress("failed", step, resource.kind, resource.name,
-                                elapsed=time.monotonic() - started, error=str(error)))
-                raise error from exc
-            changes.append(change)
-            notify(Progress("done", step, resource.kind, resource.name, change,
-                            time.monotonic() - started))
-        with lock:
-            done[step] = changes
-        return changes
-
     pending = dict(waits_for)
     running: dict[Future[list[Change]], str] = {}
     failure: tuple[str, PipelineError] | None = None
@@ -142,14 +140,17 @@ def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
             if failure is None:
                 for step in [s for s, w in pending.items() if w <= set(done)]:
                     del pending[step]
-                    running[pool.submit(run_step, step)] = step
+                    future = pool.submit(_run_step, ctx, step, work, notify, reverse)
+                    running[future] = step
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 step = running.pop(future)
                 exc = future.exception()
-                if exc is not None and failure is None:
+                if exc is None:
+                    done[step] = future.result()
+                elif failure is None:
                     failure = (step, exc if isinstance(exc, PipelineError) else translate(exc))
     order = [s for s in (reversed(STEP_ORDER) if reverse else STEP_ORDER) if s in done]
     changes = [c for s in order for c in done[s]]

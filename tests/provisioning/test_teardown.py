@@ -71,8 +71,13 @@ def test_same_named_queue_without_our_tag_is_refused_by_up_and_left_by_teardown(
                                tags={"team": "someone-else"})["QueueUrl"]
     planned = {c.name: c for c in engine.plan(p.ctx)}
     assert planned["ecommerce-transactions"].action == "conflict"
-    with pytest.raises(engine.StepFailed, match="not this pipeline's"):
+    with pytest.raises(engine.StepFailed, match="not this pipeline's") as failed:
         engine.apply(p.ctx)
+    # Independent steps finished; nothing that needs the queue was started.
+    done = {c.step for c in failed.value.done}
+    assert {"roles", "bucket", "table", "topic", "rule", "alarms"} <= done
+    assert not {"lambda", "subscribe"} & done
+    assert failed.value.exit_code == 1
     changes = engine.teardown(p.ctx)
     refused = [c for c in changes if c.action == "refused"]
     assert [(c.kind, c.name) for c in refused] == [("SQS queue", "ecommerce-transactions")]
