@@ -128,20 +128,23 @@ def _run_step(ctx: Context, step: str, work: Callable[[Resource], Change],
 def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
                work: Callable[[Resource], Change], on_progress: ProgressCallback | None,
                *, reverse: bool) -> list[Change]:
-    """Start each step once everything it waits for is done; after the first failure start
-    nothing new, let the running steps finish, and report what was done."""
+    """Start each step once everything it waits for is done. A failed step blocks only the
+    steps that wait on it (directly or not); the others run to the end, so one re-run
+    finishes the job. The first failure is raised with everything that was done."""
     notify = on_progress or (lambda _event: None)
     done: dict[str, list[Change]] = {}
+    blocked: set[str] = set()
     pending = dict(waits_for)
     running: dict[Future[list[Change]], str] = {}
     failure: tuple[str, PipelineError] | None = None
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL_STEPS) as pool:
         while pending or running:
-            if failure is None:
-                for step in [s for s, w in pending.items() if w <= set(done)]:
-                    del pending[step]
-                    future = pool.submit(_run_step, ctx, step, work, notify, reverse)
-                    running[future] = step
+            for step in [s for s, w in pending.items() if w & blocked]:
+                del pending[step]
+                blocked.add(step)
+            for step in [s for s, w in pending.items() if w <= set(done)]:
+                del pending[step]
+                running[pool.submit(_run_step, ctx, step, work, notify, reverse)] = step
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -150,7 +153,9 @@ def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
                 exc = future.exception()
                 if exc is None:
                     done[step] = future.result()
-                elif failure is None:
+                    continue
+                blocked.add(step)
+                if failure is None:
                     failure = (step, exc if isinstance(exc, PipelineError) else translate(exc))
     order = [s for s in (reversed(STEP_ORDER) if reverse else STEP_ORDER) if s in done]
     changes = [c for s in order for c in done[s]]

@@ -73,7 +73,7 @@ def test_same_named_queue_without_our_tag_is_refused_by_up_and_left_by_teardown(
     assert planned["ecommerce-transactions"].action == "conflict"
     with pytest.raises(engine.StepFailed, match="not this pipeline's") as failed:
         engine.apply(p.ctx)
-    # Independent steps finished; nothing that needs the queue was started.
+    # Independent steps ran to the end; nothing that needs the queue was started.
     done = {c.step for c in failed.value.done}
     assert {"roles", "bucket", "table", "topic", "rule", "alarms"} <= done
     assert not {"lambda", "subscribe"} & done
