@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -66,14 +65,23 @@ def test_installed_moto_is_in_range() -> None:
     motocompat.check_moto_version()
 
 
-def test_apply_is_idempotent_and_cheap() -> None:
+def test_apply_is_idempotent_and_cheap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repeated apply() only checks the patches are in place: no version check, no
+    rebuilding, the very same installed objects."""
     with moto.mock_aws():
         motocompat.apply()
-        start = time.perf_counter()
-        for _ in range(10_000):
+        installed = [(p.owner, p.name, p.owner.__dict__.get(p.name))
+                     for p in motocompat._applied]
+
+        def refuse(*_args: Any) -> Any:
+            raise AssertionError("a repeated apply() did the first apply's work again")
+
+        monkeypatch.setattr(motocompat, "check_moto_version", refuse)
+        monkeypatch.setattr(motocompat, "_patches", refuse)
+        for _ in range(3):
             motocompat.apply()
-        assert time.perf_counter() - start < 0.1
         assert motocompat.is_applied()
+        assert [(o, n, o.__dict__.get(n)) for o, n, _ in installed] == installed
 
 
 def test_apply_reinstalls_a_patch_replaced_behind_its_back() -> None:
@@ -528,11 +536,4 @@ def test_patch_g_the_sqs_clock_is_cheap_and_agrees_with_motos(patched: None) -> 
     assert abs(sqs_models.unix_time() - unix_time()) < 1
     moment = dt.datetime(2024, 8, 9, 12, 34, 56)
     assert sqs_models.unix_time_millis(moment) == unix_time_millis(moment)
-    started = time.perf_counter()
-    for _ in range(2000):
-        unix_time_millis()
-    slow = time.perf_counter() - started
-    started = time.perf_counter()
-    for _ in range(2000):
-        sqs_models.unix_time_millis()
-    assert time.perf_counter() - started < slow / 3
+    # How much cheaper it is belongs in a benchmark (bench/bench_e2e.py), not a timed test.
