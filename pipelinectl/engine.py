@@ -8,10 +8,11 @@ that needs them is gone (`teardown`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 from pipelinectl.clients import ClientFactory
 from pipelinectl.config import Config
@@ -21,7 +22,6 @@ from pipelinectl.resources.base import Change, Context, Resource, StatusRow
 from pipelinectl.steps import STEP_ORDER, STEPS, dependents
 
 MAX_PARALLEL_STEPS = 4
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,16 @@ def resources(ctx: Context, steps: Iterable[str]) -> list[Resource]:
 
 def plan(ctx: Context, steps: Iterable[str] = STEP_ORDER) -> list[Change]:
     """What `up` would do; read-only calls only."""
-    return _guard(ctx, lambda: [r.plan() for r in resources(ctx, steps)])
+    with aws_errors(ctx):
+        return [r.plan() for r in resources(ctx, steps)]
 
 
 def status(ctx: Context) -> list[StatusRow]:
     def describe(step: str) -> list[StatusRow]:
         return [r.status() for r in build(step, ctx)]
 
-    rows = _guard(ctx, lambda: _parallel_map(describe, STEP_ORDER))
+    with aws_errors(ctx):
+        rows = _parallel_map(describe, STEP_ORDER)
     return [row for step in STEP_ORDER for row in rows[step]]
 
 
@@ -80,7 +82,9 @@ def check_needs(ctx: Context, step: str) -> None:
     """Running one step alone: say which step to run first instead of failing deep in AWS."""
     for need in STEPS[step].needs:
         for resource in build(need, ctx):
-            if _guard(ctx, resource.read) is None:
+            with aws_errors(ctx):
+                missing = resource.read() is None
+            if missing:
                 raise PipelineError(
                     f"The {resource.kind} {resource.name} does not exist yet: run "
                     f"`pipelinectl {need}` (or `pipelinectl up`) before `pipelinectl {step}`."
@@ -172,9 +176,11 @@ def _parallel_map(fn: Callable[[str], list[StatusRow]],
         return {step: future.result() for step, future in futures.items()}
 
 
-def _guard(ctx: Context, call: Callable[[], T]) -> T:
+@contextmanager
+def aws_errors(ctx: Context) -> Iterator[None]:
+    """Translate botocore errors with the endpoint in mind (a dead local AWS gets its hint)."""
     try:
-        return call()
+        yield
     except PipelineError:
         raise
     except Exception as exc:

@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pipelinectl.clients import Client
+from pipelinectl.engine import aws_errors
 from pipelinectl.errors import PipelineError
-from pipelinectl.operate.targets import Targets, aws_errors
+from pipelinectl.operate.targets import Targets
 from pipelinectl.resources.base import Context, error_code
 
 BATCH_LIMIT = 10  # ReceiveMessage, SendMessageBatch, DeleteMessageBatch, ChangeVisibilityBatch

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from pipelinectl.engine import aws_errors
 from pipelinectl.errors import PipelineError, UsageError
-from pipelinectl.operate.targets import aws_errors
 from pipelinectl.resources.base import Context
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

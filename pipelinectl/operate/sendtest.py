@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from pipelinectl.engine import aws_errors
 from pipelinectl.operate import dlq
-from pipelinectl.operate.targets import Targets, aws_errors
+from pipelinectl.operate.targets import Clock, Sleep, Targets
 from pipelinectl.resources.base import Context
 
 Via = Literal["sns", "sqs", "s3"]
@@ -27,8 +27,6 @@ VIAS: tuple[Via, ...] = ("sns", "sqs", "s3")
 SEND_TEST_PREFIX = "incoming/send-test/"
 DLQ_CHECK_EVERY = 1.0  # seconds between DLQ depth checks while waiting
 MAX_POLL_DELAY = 0.25  # GetItem at most 4x a second: cheap, and latency stays precise
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
 
 
 @dataclass(frozen=True)

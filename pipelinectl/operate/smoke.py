@@ -14,20 +14,18 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from pipelinectl.engine import aws_errors
 from pipelinectl.operate import dlq
-from pipelinectl.operate.targets import Targets, aws_errors
+from pipelinectl.operate.targets import Clock, Sleep, Targets
 from pipelinectl.resources.base import Context
 
 SMOKE_PREFIX = "smoke/"
 LOOP_SCAN_PAGES = 20  # 20,000 keys: enough for a test bucket, bounded on a busy one
 HEADER = ("transaction_id", "amount", "timestamp", "currency", "customer_id", "type")
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
 
 
 @dataclass(frozen=True)

@@ -7,25 +7,17 @@ becomes one sentence telling the user to run `up`, instead of an AWS error code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from pipelinectl.clients import Client
 from pipelinectl.config import Names
-from pipelinectl.errors import PipelineError, translate
+from pipelinectl.errors import PipelineError
 from pipelinectl.resources.base import Context, error_code
 
-
-@contextmanager
-def aws_errors(ctx: Context) -> Iterator[None]:
-    """Translate botocore errors with the endpoint in mind (a dead local AWS gets its hint)."""
-    try:
-        yield
-    except PipelineError:
-        raise
-    except Exception as exc:
-        raise translate(exc, endpoint=ctx.factory.endpoint_url) from exc
+# Injected into the waiting loops so tests can play time forward instead of sleeping.
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
 
 
 class Targets:

@@ -5,29 +5,16 @@ from __future__ import annotations
 import io
 import json
 import textwrap
-import time
 import uuid
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 
-T = TypeVar("T")
+from pipelinectl.resources.role import TRUST_POLICY
+
 REGION = "us-east-1"
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.1) -> T:
-    """Poll ``probe`` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
 def handler_zip(source: str, module: str = "handler") -> bytes:
@@ -72,18 +59,7 @@ class Local:
         role_name = f"{name}-role"
         role = iam.create_role(
             RoleName=role_name,
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
         )["Role"]["Arn"]
         fn = self.client("lambda").create_function(
             FunctionName=name,

@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from localaws_helpers import Local, wait_for
+from localaws_helpers import Local
+from polling import wait_for
 
 RECORDER = """
 def handler(event, context):

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localaws_helpers import Local, handler_zip, wait_for
+from localaws_helpers import Local, handler_zip
+from polling import wait_for
 
 # Records what it processed as JSON lines in OUT_FILE (no boto3 import unless PROBE_BOTO3, so
 # cold starts stay fast); fails on purpose depending on the body: "poison" always (partial batch

@@ -15,6 +15,7 @@ import pytest
 
 from pipelinectl.localaws import motocompat
 from pipelinectl.localaws.iamconditions import conditions_met
+from pipelinectl.resources.role import TRUST_POLICY
 
 REGION = "us-east-1"
 BUCKET = "compat-bucket-1"
@@ -365,18 +366,7 @@ def _queue_with_mapping() -> tuple[Any, str]:
     iam, lam, sqs = client("iam"), client("lambda"), client("sqs")
     role = iam.create_role(
         RoleName="r",
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "lambda.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
+        AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
     )["Role"]["Arn"]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

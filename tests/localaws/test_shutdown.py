@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from localaws_helpers import Local, wait_for
+from localaws_helpers import Local
+from polling import wait_for
 
 from pipelinectl.localaws.runner import Worker
 from pipelinectl.localaws.server import LocalAws

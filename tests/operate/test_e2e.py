@@ -20,31 +20,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from polling import wait_for
 
 # One group: with `pytest -n N --dist loadgroup` the whole story shares one local AWS.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-local")]
 
-T = TypeVar("T")
 PIPELINE_TOML = """\
 function_timeout = 3
 visibility_timeout = 18
 max_receive_count = 2
 """
 STARTUP_SECONDS = 60
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what or 'condition'} not met within {timeout}s (last: {last!r})")
 
 
 def _clean_env(cache: Path) -> dict[str, str]:
