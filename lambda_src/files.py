@@ -26,6 +26,7 @@ from .storage import BATCH_GET_LIMIT
 from .validation import Transaction, validate
 
 MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404"})
+DENIED_CODES = frozenset({"AccessDenied", "403"})
 
 
 @dataclass
@@ -110,4 +111,10 @@ class FileProcessor:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in MISSING_OBJECT_CODES:
                 raise Rejected("object_not_found", f"{ref.uri} does not exist ({code})") from None
+            if code in DENIED_CODES:
+                # The role may not list the bucket (least privilege), so S3 answers a missing
+                # object with AccessDenied; retrying cannot help either way.
+                raise Rejected("object_not_found",
+                               f"{ref.uri} is missing or not readable by the function "
+                               f"({code})") from None
             raise

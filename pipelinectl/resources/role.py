@@ -26,11 +26,12 @@ TRUST_POLICY = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                    "Action": "sts:AssumeRole"}],
 }
-# The item-level actions the processor makes (lambda_src/storage.py, persist.py); a test
-# in tests/processor checks its recorded calls against this set.
+# The item-level actions the processor makes (lambda_src/storage.py, persist.py);
+# tests/processor/test_iam.py checks every call it records against this policy.
 TABLE_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"]
-QUEUE_ACTIONS = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
-                 "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+# What the Lambda service needs to poll the queue for the mapping (as in the managed
+# AWSLambdaSQSQueueExecutionRole), and nothing more.
+QUEUE_ACTIONS = ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
 
 
 class Role(Resource):

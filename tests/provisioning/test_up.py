@@ -174,6 +174,9 @@ def test_role_is_least_privilege_with_exact_arns(pipeline: Any) -> None:
         # exactly what tests/processor/test_handler.py records the processor calling
         ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"],
         arn("dynamodb", "table/ecommerce-transactions"))
+    assert grants["ConsumeQueue"] == (  # what the mapping's poller needs, nothing more
+        ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"],
+        arn("sqs", "ecommerce-transactions"))
     assert grants["WriteLogs"][1] == arn("logs",
                                          "log-group:/aws/lambda/ecommerce-processor:*")
     for statement_ in policy["Statement"]:

@@ -1,0 +1,64 @@
+"""Every call the processor makes is granted by the role `roles` creates, on that resource.
+
+The policy and the code live in different packages; this test keeps them from drifting.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+from pipelinectl import config as config_module
+from pipelinectl.clients import ClientFactory
+from pipelinectl.resources.base import Context
+from pipelinectl.resources.role import Role
+
+from .conftest import BUCKET, Pipeline
+
+BIG = {"transaction_id": "big-1", "amount": "1500.00", "timestamp": "2024-08-09T12:35:00Z"}
+# API operation -> the IAM action that authorises it.
+ACTION = {"PublishBatch": "sns:Publish", "SendMessageBatch": "sqs:SendMessage"}
+
+
+def granted(policy: dict[str, Any], action: str, resource: str) -> bool:
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [
+            statement["Action"]]
+        if any(fnmatch.fnmatchcase(action, a) for a in actions) and fnmatch.fnmatchcase(
+                resource, statement["Resource"]):
+            return True
+    return False
+
+
+def resource_of(call: Any, pipeline: Pipeline) -> str:
+    params = call.params
+    if call.service == "s3":
+        return f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
+    if call.service == "dynamodb":
+        [table] = params.get("RequestItems", {params.get("TableName"): None})
+        return f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}"
+    if call.service == "sns":
+        return str(params["TopicArn"])
+    name = params["QueueUrl"].rsplit("/", 1)[-1]
+    return f"arn:aws:sqs:us-east-1:123456789012:{name}"
+
+
+def test_every_recorded_call_is_granted_by_the_role_policy(pipeline: Pipeline) -> None:
+    config = config_module.load({}, {})
+    ctx = Context(config=config, factory=ClientFactory(config), account="123456789012",
+                  region="us-east-1")
+    policy = Role(ctx).inline_policy()
+    pipeline.s3.put_object(Bucket=BUCKET, Key="incoming/a.csv",
+                           Body=b"transaction_id,amount,timestamp\n1,5000,x\n"
+                                b"2,2000,2024-08-09T00:00Z\n3,20,2024-08-09T00:00Z\n")
+    pipeline.send({"source": "aws.s3", "detail-type": "Object Created", "detail": {
+        "bucket": {"name": BUCKET}, "object": {"key": "incoming/a.csv"}}})
+    pipeline.send(BIG)
+    pipeline.send("junk")
+    pipeline.drain()
+    calls = pipeline.recorder.calls
+    assert {c.operation for c in calls} >= {"GetObject", "PutObject", "BatchWriteItem",
+                                           "UpdateItem", "PublishBatch", "SendMessageBatch"}
+    for call in calls:
+        action = ACTION.get(call.operation, f"{call.service}:{call.operation}")
+        assert granted(policy, action, resource_of(call, pipeline)), (action, call.params)
