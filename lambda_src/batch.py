@@ -94,10 +94,29 @@ class BatchRun:
     def prepare(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Phase one: plan every record, then store and dead-letter across records."""
         for record in records:
-            plan = self._plan(record)
+            try:
+                plan = self._plan(record)
+            except Exception as exc:  # a bug with one record fails that record
+                logger.exception("could not prepare the record; it will be retried")
+                message_id = record.get("messageId") if isinstance(record, Mapping) else None
+                plan = RecordPlan(str(message_id), "", {},
+                                  failure=f"unexpected error preparing the record: {exc!r}")
             self.plans[plan.message_id] = plan
-        self._store_inline()
-        self._dead_letter([p for p in self.plans.values() if p.failure is None])
+        try:
+            self._store_inline()
+        except Exception as exc:  # fail the records that carry transactions
+            logger.exception("storing the batch's transactions failed")
+            for plan in self.plans.values():
+                if plan.txns:
+                    plan.failure = plan.failure or f"unexpected error storing: {exc!r}"
+        pending = [p for p in self.plans.values() if p.failure is None]
+        try:
+            self._dead_letter(pending)
+        except Exception as exc:  # fail only the records that needed the DLQ
+            logger.exception("dead-lettering failed")
+            for plan in pending:
+                if plan.dead_letter() is not None:
+                    plan.failure = plan.failure or f"unexpected error dead-lettering: {exc!r}"
 
     def handle_record(self, record: SQSRecord) -> str:
         """Phase two, called by Powertools for each record; raising makes it a batch failure."""

@@ -58,7 +58,13 @@ class DeadLetters:
     def send(self, letters: Sequence[DeadLetter]) -> dict[str, str]:
         """Send ``letters``; return message id -> reason for those that did not reach the DLQ."""
         failed: dict[str, str] = {}
-        for batch in self._batches([self._entry(i, d) for i, d in enumerate(letters)]):
+        entries = []
+        for index, letter in enumerate(letters):
+            try:
+                entries.append(self._entry(index, letter))
+            except Exception as exc:  # one odd message must not stop the others
+                failed[letter.message_id] = f"could not build the DLQ entry: {exc!r}"[:300]
+        for batch in self._batches(entries):
             by_id = {e["Id"]: letters[int(e["Id"][1:])] for e in batch}
             try:
                 response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=batch)
@@ -92,7 +98,7 @@ class DeadLetters:
         batches: list[list[dict[str, Any]]] = []
         size = 0
         for entry in entries:
-            entry_size = len(json.dumps(entry).encode())
+            entry_size = entry_bytes(entry)
             if not batches or len(batches[-1]) >= SEND_BATCH_LIMIT or (
                     size + entry_size > SEND_BATCH_BYTES):
                 batches.append([])
@@ -100,6 +106,20 @@ class DeadLetters:
             batches[-1].append(entry)
             size += entry_size
         return batches
+
+
+def entry_bytes(entry: Mapping[str, Any]) -> int:
+    """What SQS counts against its size limits: the body plus, per message attribute, its
+    name, its data type and its value (``BinaryValue`` is raw bytes, so no JSON here)."""
+    size = len(entry["MessageBody"].encode("utf-8", "backslashreplace"))
+    for name, attribute in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode("utf-8", "backslashreplace"))
+        size += len(attribute["DataType"].encode("utf-8", "backslashreplace"))
+        if "BinaryValue" in attribute:
+            size += len(attribute["BinaryValue"])
+        else:
+            size += len(str(attribute.get("StringValue", "")).encode("utf-8", "backslashreplace"))
+    return size
 
 
 def _api_attribute(value: Any) -> dict[str, Any] | None:
