@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,14 @@ SEND_BATCH_BYTES = 256 * 1024
 MAX_ATTRIBUTES = 10
 MAX_REASON_CHARS = 1000
 SPOOL_BYTES = 1024 * 1024
+#: Characters SQS refuses in bodies and string attribute values (its allowed set is
+#: #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).
+_NOT_SQS_SAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def sqs_safe(text: str) -> str:
+    """``text`` with every character SQS would refuse replaced by U+FFFD."""
+    return _NOT_SQS_SAFE.sub("\ufffd", text)
 
 
 @dataclass
@@ -83,14 +92,16 @@ class DeadLetters:
             "SourceMessageId": letter.message_id,
             "Pipeline": self.pipeline,
         }
-        attributes = {k: {"DataType": "String", "StringValue": v} for k, v in ours.items() if v}
+        attributes = {k: {"DataType": "String", "StringValue": sqs_safe(v)}
+                      for k, v in ours.items() if v}
         for name, value in letter.attributes.items():
             if len(attributes) >= MAX_ATTRIBUTES:
                 break
             converted = _api_attribute(value)
             if name not in attributes and converted is not None:
                 attributes[name] = converted
-        return {"Id": f"m{index}", "MessageBody": letter.body, "MessageAttributes": attributes}
+        return {"Id": f"m{index}", "MessageBody": sqs_safe(letter.body),
+                "MessageAttributes": attributes}
 
     @staticmethod
     def _batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -127,7 +138,7 @@ def _api_attribute(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict) or not isinstance(value.get("dataType"), str):
         return None
     if value.get("stringValue") is not None:
-        return {"DataType": value["dataType"], "StringValue": str(value["stringValue"])}
+        return {"DataType": value["dataType"], "StringValue": sqs_safe(str(value["stringValue"]))}
     if value.get("binaryValue") is not None:
         raw = value["binaryValue"]
         data = base64.b64decode(raw) if isinstance(raw, str) else bytes(raw)
@@ -147,7 +158,8 @@ class RejectsFile:
             line: int | None = None) -> None:
         entry = {"source": self.source_uri, "row": row, "line": line, "code": problem.code,
                  "reason": problem.reason, "raw": raw}
-        self._spool.write(json.dumps(entry, ensure_ascii=False).encode() + b"\n")
+        # ASCII-escaped: input may hold lone surrogates, which no UTF-8 encoder accepts.
+        self._spool.write(json.dumps(entry).encode() + b"\n")
         self.count += 1
 
     def upload(self, s3: Any, bucket: str, key: str) -> None:

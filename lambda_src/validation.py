@@ -130,7 +130,9 @@ def validate(
         problems.append(("missing_field", f"missing required field(s): {', '.join(missing)}"))
     unknown = sorted(str(k) for k in raw if k not in KNOWN_FIELDS)
     if unknown and unknown_fields == "reject":
-        shown = ", ".join(_clip(k, 40) for k in unknown[:5])
+        # repr(): a field name may hold control characters or lone surrogates, which must
+        # not reach a rejects file or an SQS attribute raw.
+        shown = ", ".join(repr(_clip(k, 40)) for k in unknown[:5])
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         problems.append(("unknown_field", f"unknown field(s): {shown}{more}"))
     txn_id = _field(problems, raw, "transaction_id", _transaction_id)

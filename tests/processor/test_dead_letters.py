@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
 
 from lambda_src import batch as batch_module
+from lambda_src.rejects import sqs_safe
 
-from .conftest import Pipeline
+from .conftest import BUCKET, Pipeline
 
 GOOD = {"transaction_id": "good-1", "amount": "10.00", "timestamp": "2024-08-09T12:34:56Z"}
 
@@ -56,3 +59,44 @@ def test_an_unexpected_error_preparing_one_record_fails_only_that_record(
 
     assert response == {"batchItemFailures": [{"itemIdentifier": boom_id}]}
     assert set(pipeline.items()) == {"good-1"}
+
+
+SQS_ALLOWED = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+ODD_KEYS = '{"transaction_id": "odd", "amount": 1, "timestamp": "2024-08-09T12:34:56Z", ' \
+           '"\\ud800x": 1, "\\u0001x": 2}'
+
+
+def test_odd_field_names_reach_the_dlq_only_as_allowed_characters(pipeline: Pipeline) -> None:
+    pipeline.send(ODD_KEYS, TransactionType="Purchase")
+    pipeline.send(GOOD)
+
+    assert pipeline.drain() == {"batchItemFailures": []}
+
+    assert set(pipeline.items()) == {"good-1"}
+    (dead,) = pipeline.dead_letters()
+    assert dead["Body"] == ODD_KEYS
+    reason = attribute(dead, "ErrorReason")
+    assert attribute(dead, "ErrorCode") == "unknown_field"
+    assert SQS_ALLOWED.fullmatch(reason), ascii(reason)
+    assert "'\\ud800x'" in reason and "'\\x01x'" in reason
+    for value in dead["MessageAttributes"].values():
+        assert SQS_ALLOWED.fullmatch(value.get("StringValue", ""))
+
+
+def test_sqs_safe_replaces_only_what_sqs_refuses() -> None:
+    assert sqs_safe("a\ud800b\x01c\x7f\t\n\r\ufffe\U0001f600") == (
+        "a\ufffdb\ufffdc\x7f\t\n\r\ufffd\U0001f600")
+
+
+def test_odd_field_names_in_a_file_do_not_hold_back_the_file(pipeline: Pipeline) -> None:
+    body = (json.dumps({**GOOD, "transaction_id": "file-good"}) + "\n" + ODD_KEYS + "\n")
+    pipeline.s3.put_object(Bucket=BUCKET, Key="incoming/odd.jsonl", Body=body.encode())
+    pipeline.send({"source": "aws.s3", "detail-type": "Object Created", "detail": {
+        "bucket": {"name": BUCKET}, "object": {"key": "incoming/odd.jsonl"}}})
+
+    assert pipeline.drain() == {"batchItemFailures": []}
+
+    assert set(pipeline.items()) == {"file-good"}
+    (reject,) = pipeline.rejects("rejected/odd.jsonl.errors.jsonl")
+    assert (reject["row"], reject["code"]) == (2, "unknown_field")
+    assert "'\\ud800x'" in reject["reason"] and "'\\x01x'" in reject["reason"]
