@@ -152,8 +152,17 @@ class Resource(ABC):
 
     # -- generic behaviour built on the methods above -------------------------------------
 
+    def parents(self) -> list[Resource]:
+        """What an untaggable resource hangs off: it is ours only if they all are."""
+        return []
+
     def owner_problem(self, observed: Observed) -> str | None:
         if not self.taggable:
+            for parent in self.parents():
+                seen = parent.read()
+                problem = parent.owner_problem(seen) if seen is not None else None
+                if problem:
+                    return f"hangs off {parent.kind} {parent.name}, which {problem}"
             return None
         owner = (observed.get("tags") or {}).get(TAG_KEY)
         if owner == self.ctx.config.name:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pipelinectl import packaging
 from pipelinectl.errors import PipelineError
 from pipelinectl.resources.base import (
     KNOWN_AFTER_APPLY,
+    Context,
     Health,
     HealthLevel,
     Observed,
@@ -23,7 +25,9 @@ from pipelinectl.resources.base import (
 )
 from pipelinectl.resources.queues import DeadLetterQueue
 
-ROLE_NOT_READY = "cannot be assumed by Lambda"
+# What Lambda says while a new role or its policy is still propagating through IAM.
+ROLE_NOT_READY = ("cannot be assumed by Lambda",
+                  "execution role does not have permissions to call")
 ROLE_RETRY_DELAYS = (1, 2, 3, 5, 8, 10, 10, 10, 10)  # ~60 s in all: IAM propagation
 WAIT = {"Delay": 1, "MaxAttempts": 120}
 
@@ -154,7 +158,7 @@ class Function(Resource):
 
     def create(self) -> None:
         artifact = self.artifact()
-        self._with_role_retry(lambda: self.ctx.client("lambda").create_function(
+        retry_while_role_propagates(self.ctx, lambda: self.ctx.client("lambda").create_function(
             FunctionName=self.name, Code={"ZipFile": artifact.data}, PackageType="Zip",
             Description=f"pipelinectl: processor of pipeline {self.ctx.config.name}",
             Tags=self.ctx.tags, Publish=False, **self._configuration()))
@@ -170,7 +174,7 @@ class Function(Resource):
         configuration = self._configuration()
         changed = {keys[f]: configuration[keys[f]] for f in sorted(fields) if f in keys}
         if changed:
-            self._with_role_retry(lambda: lam.update_function_configuration(
+            retry_while_role_propagates(self.ctx, lambda: lam.update_function_configuration(
                 FunctionName=self.name, **changed))
             self._wait("function_updated_v2")
         if "tags" in fields:
@@ -179,24 +183,6 @@ class Function(Resource):
     def _wait(self, waiter: str) -> None:
         self.ctx.client("lambda").get_waiter(waiter).wait(FunctionName=self.name,
                                                            WaiterConfig=WAIT)
-
-    def _with_role_retry(self, call: Any) -> Any:
-        """A new role takes seconds to propagate; Lambda refuses it until then."""
-        for delay in (*ROLE_RETRY_DELAYS, None):
-            try:
-                return call()
-            except Exception as exc:
-                if error_code(exc) != "InvalidParameterValueException" or \
-                        ROLE_NOT_READY not in str(exc) or delay is None:
-                    if ROLE_NOT_READY in str(exc):
-                        raise PipelineError(
-                            f"Lambda still cannot assume role {self.ctx.names.role} after "
-                            "about a minute; check its trust policy (`pipelinectl roles`) "
-                            "and re-run."
-                        ) from exc
-                    raise
-                time.sleep(delay)
-        return None  # unreachable: the last attempt returns or raises
 
     def delete(self, observed: Observed) -> None:
         lam = self.ctx.client("lambda")
@@ -210,3 +196,23 @@ class Function(Resource):
         return f"{state} ({update})", level, {
             "state": state, "last_update": update, "code_size": observed["code_size"],
             "runtime": observed["runtime"]}
+
+
+def retry_while_role_propagates(ctx: Context, call: Callable[[], Any]) -> Any:
+    """A new role (or a policy change) takes seconds to reach Lambda, which refuses it until
+    then; retry those refusals, boundedly, and nothing else."""
+    for delay in (*ROLE_RETRY_DELAYS, None):
+        try:
+            return call()
+        except Exception as exc:
+            not_ready = error_code(exc) == "InvalidParameterValueException" and any(
+                marker in str(exc) for marker in ROLE_NOT_READY)
+            if not not_ready:
+                raise
+            if delay is None:
+                raise PipelineError(
+                    f"Lambda still cannot use role {ctx.names.role} after about a minute "
+                    f"({exc}); check it with `pipelinectl roles` and re-run."
+                ) from exc
+            time.sleep(delay)
+    return None  # unreachable: the last attempt returns or raises

@@ -8,6 +8,9 @@ import contextlib
 from typing import Any
 
 from pipelinectl.resources.base import Health, HealthLevel, Observed, Resource, error_code
+from pipelinectl.resources.function import Function, retry_while_role_propagates
+from pipelinectl.resources.queues import Queue
+from pipelinectl.resources.topics import AlertsTopic, IngestTopic
 
 BATCH_FAILURES = ["ReportBatchItemFailures"]
 
@@ -61,6 +64,9 @@ class QueueSubscription(_Subscription):
     def protocol_endpoint(self) -> tuple[str, str]:
         return "sqs", self.ctx.arn("sqs", self.ctx.names.queue)
 
+    def parents(self) -> list[Resource]:
+        return [IngestTopic(self.ctx), Queue(self.ctx)]
+
     def desired(self) -> Observed:
         return {"raw_delivery": False}
 
@@ -75,9 +81,10 @@ class QueueSubscription(_Subscription):
 
     def create(self) -> None:
         protocol, endpoint = self.protocol_endpoint()
-        self.ctx.client("sns").subscribe(TopicArn=self.topic_arn(), Protocol=protocol,
-                                         Endpoint=endpoint, ReturnSubscriptionArn=True,
-                                         Attributes={"RawMessageDelivery": "false"})
+        created = self.ctx.client("sns").subscribe(
+            TopicArn=self.topic_arn(), Protocol=protocol, Endpoint=endpoint,
+            ReturnSubscriptionArn=True, Attributes={"RawMessageDelivery": "false"})
+        self.ctx.cache[f"subscription:{self.name}"] = created["SubscriptionArn"]
 
     def update(self, fields: set[str], observed: Observed) -> None:
         self.ctx.client("sns").set_subscription_attributes(
@@ -100,6 +107,9 @@ class EmailSubscription(_Subscription):
 
     def protocol_endpoint(self) -> tuple[str, str]:
         return "email", str(self.ctx.config.alert_email)
+
+    def parents(self) -> list[Resource]:
+        return [AlertsTopic(self.ctx)]
 
     def desired(self) -> Observed:
         return {}
@@ -136,6 +146,9 @@ class EventSourceMapping(Resource):
         uuid = self.ctx.cache.get("mapping_uuid", "*")
         return self.ctx.arn("lambda", f"event-source-mapping:{uuid}")
 
+    def parents(self) -> list[Resource]:
+        return [Function(self.ctx), Queue(self.ctx)]
+
     def desired(self) -> Observed:
         config = self.ctx.config
         return {"batch_size": config.batch_size,
@@ -166,12 +179,13 @@ class EventSourceMapping(Resource):
 
     def create(self) -> None:
         wanted = self.desired()
-        mapping = self.ctx.client("lambda").create_event_source_mapping(
-            EventSourceArn=self.ctx.arn("sqs", self.ctx.names.queue),
-            FunctionName=self.ctx.names.function, Enabled=True,
-            BatchSize=wanted["batch_size"],
-            MaximumBatchingWindowInSeconds=wanted["batching_window"],
-            FunctionResponseTypes=BATCH_FAILURES)
+        mapping = retry_while_role_propagates(
+            self.ctx, lambda: self.ctx.client("lambda").create_event_source_mapping(
+                EventSourceArn=self.ctx.arn("sqs", self.ctx.names.queue),
+                FunctionName=self.ctx.names.function, Enabled=True,
+                BatchSize=wanted["batch_size"],
+                MaximumBatchingWindowInSeconds=wanted["batching_window"],
+                FunctionResponseTypes=BATCH_FAILURES))
         self.ctx.cache["mapping_uuid"] = mapping["UUID"]
 
     def update(self, fields: set[str], observed: Observed) -> None:

@@ -60,7 +60,7 @@ def test_retry_gives_up_after_about_a_minute(monkeypatch: pytest.MonkeyPatch) ->
     for _ in range(len(function_module.ROLE_RETRY_DELAYS) + 1):
         stub.add_client_error("create_function", "InvalidParameterValueException",
                               NOT_ASSUMABLE, 400)
-    with stub, pytest.raises(PipelineError, match="still cannot assume role"):
+    with stub, pytest.raises(PipelineError, match="still cannot use role"):
         function.create()
     assert 45 <= sum(slept) <= 90
 
@@ -72,3 +72,21 @@ def test_other_invalid_parameters_are_not_retried(monkeypatch: pytest.MonkeyPatc
     with stub, pytest.raises(Exception, match="Unzipped size"):
         function.create()
     assert slept == []
+
+
+def test_the_mapping_is_retried_while_the_role_policy_propagates(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelinectl.resources.subscriptions import EventSourceMapping
+
+    function, stub, slept = stubbed_function(monkeypatch)
+    mapping = EventSourceMapping(function.ctx)
+    stub.add_client_error(
+        "create_event_source_mapping", "InvalidParameterValueException",
+        "The provided execution role does not have permissions to call ReceiveMessage on SQS",
+        400)
+    uuid = "a1b2c3d4-0000-4000-8000-000000000001"
+    stub.add_response("create_event_source_mapping", {"UUID": uuid})
+    with stub:
+        mapping.create()
+    stub.assert_no_pending_responses()
+    assert slept == [1] and function.ctx.cache["mapping_uuid"] == uuid
