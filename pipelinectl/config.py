@@ -263,11 +263,15 @@ def _string_table(raw: dict[str, Any], table: str, *, allowed: tuple[str, ...] |
 def validate(config: Config) -> None:
     """AWS's limits, checked here because moto does not enforce them."""
     NAME_RULES["pipeline"].check("pipeline", config.name)
-    region = config.region or "us-east-1"
-    names = config.names(PLACEHOLDER_ACCOUNT, region)
-    for key in NAME_KEYS:
-        NAME_RULES[key].check(key.replace("_", " "), getattr(names, key))
+    check_names(config, config.region or "us-east-1", PLACEHOLDER_ACCOUNT)
     _check_limits(config)
+    if config.topic_kms_key.removeprefix("alias/") == "aws/sns" or \
+            config.topic_kms_key.endswith(":alias/aws/sns"):
+        raise UsageError(
+            "topic_kms_key cannot be the AWS-managed alias/aws/sns key: EventBridge and "
+            "CloudWatch alarm actions cannot publish to topics it encrypts; use \"pipeline\" "
+            "or a customer-managed key whose policy lets those services use it."
+        )
     for key, value in config.tags.items():
         if key.startswith("aws:") or not 1 <= len(key) <= 128 or len(value) > 256:
             raise UsageError(
@@ -277,6 +281,14 @@ def validate(config: Config) -> None:
     if config.alert_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+",
                                                            config.alert_email):
         raise UsageError(f"alert_email {config.alert_email!r} is not an e-mail address.")
+
+
+def check_names(config: Config, region: str, account: str) -> None:
+    """Every resource name against its AWS rule; run again once the real region is known
+    (it may come from the profile), before anything is created."""
+    names = config.names(account, region)
+    for key in NAME_KEYS:
+        NAME_RULES[key].check(key.replace("_", " "), getattr(names, key))
 
 
 def _in_range(key: str, value: int, low: int, high: int, why: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pipelinectl.clients import ClientFactory
-from pipelinectl.config import Config
+from pipelinectl.config import Config, check_names
 from pipelinectl.errors import PipelineError, translate
 from pipelinectl.resources import build
 from pipelinectl.resources.base import Change, Context, Resource, StatusRow
@@ -56,6 +56,7 @@ def make_context(config: Config, factory: ClientFactory | None = None) -> Contex
         account = factory.account_id()
     except Exception as exc:
         raise translate(exc, endpoint=factory.endpoint_url) from exc
+    check_names(config, region, account)
     return Context(config=config, factory=factory, account=account, region=region)
 
 

@@ -67,6 +67,7 @@ class Bucket(Resource):
             if code in {"403", "AccessDenied"}:
                 return {"tags": {}, "foreign": True}
             raise
+        status = s3.get_bucket_versioning(Bucket=self.name).get("Status", "Disabled")
         return {
             "eventbridge": "EventBridgeConfiguration" in s3.get_bucket_notification_configuration(
                 Bucket=self.name),
@@ -75,7 +76,8 @@ class Bucket(Resource):
             "policy": parse_policy(self._optional(s3.get_bucket_policy, "Policy")),
             "encryption": _sse_algorithm(self._optional(
                 s3.get_bucket_encryption, "ServerSideEncryptionConfiguration")),
-            "versioning": s3.get_bucket_versioning(Bucket=self.name).get("Status", "Disabled"),
+            # A bucket once versioned can only be Suspended, which is what "off" means then.
+            "versioning": {"Suspended": "Disabled"}.get(status, status),
             "tags": tag_dict(self._optional(s3.get_bucket_tagging, "TagSet")),
         }
 
@@ -118,7 +120,7 @@ class Bucket(Resource):
             s3.put_bucket_notification_configuration(
                 Bucket=self.name,
                 NotificationConfiguration={"EventBridgeConfiguration": {}})
-        if "versioning" in fields and (observed.get("versioning") not in (None, "Disabled")
+        if "versioning" in fields and (observed.get("versioning") == "Enabled"
                                        or wanted["versioning"] == "Enabled"):
             status = "Enabled" if wanted["versioning"] == "Enabled" else "Suspended"
             s3.put_bucket_versioning(Bucket=self.name,

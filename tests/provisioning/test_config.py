@@ -115,3 +115,21 @@ def test_overridden_names_follow_their_resource_rule(tmp_path: Path, key: str, v
     cfg = write(tmp_path / "p.toml", f'[names]\n{key} = "{value}"\n')
     with pytest.raises(UsageError, match=rule):
         config.load({"config": cfg}, {})
+
+
+def test_alias_aws_sns_is_refused_with_the_reason() -> None:
+    with pytest.raises(UsageError, match="cannot publish to topics it encrypts"):
+        config.load({"topic_kms_key": "alias/aws/sns"}, {})
+
+
+def test_names_are_checked_again_with_the_region_from_the_profile(
+        aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelinectl.engine import make_context
+
+    profile = tmp_path / "config"
+    profile.write_text("[default]\nregion = ap-southeast-2\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    loaded = config.load({"name": "a" * 28}, {})  # fits us-east-1, not ap-southeast-2
+    with pytest.raises(UsageError, match="S3 bucket names are 3-63"):
+        make_context(loaded)

@@ -107,3 +107,17 @@ def test_the_zip_is_deterministic_and_ships_the_processor_and_its_requirements()
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     infos = zipfile.ZipFile(io.BytesIO(first.data)).infolist()
     assert {i.date_time for i in infos} == {packaging.ZIP_EPOCH}
+
+
+def test_versioning_turned_off_is_suspended_once_then_unchanged(pipeline: Any) -> None:
+    p = pipeline(bucket_versioning=True)
+    engine.apply(p.ctx)
+    p.fresh(bucket_versioning=False)
+    p.reset_calls()
+    engine.apply(p.ctx)
+    assert p.mutating() == ["s3.PutBucketVersioning"]
+    assert p.client("s3").get_bucket_versioning(Bucket=p.ctx.names.bucket)["Status"] == \
+        "Suspended"
+    p.fresh()
+    engine.apply(p.ctx)
+    assert p.mutating() == []
