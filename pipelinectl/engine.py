@@ -17,7 +17,7 @@ from typing import Literal
 from pipelinectl.clients import ClientFactory
 from pipelinectl.config import Config, check_names
 from pipelinectl.errors import PipelineError, translate
-from pipelinectl.resources import build
+from pipelinectl.resources import build, build_for_teardown
 from pipelinectl.resources.base import Change, Context, Resource, StatusRow
 from pipelinectl.steps import STEP_ORDER, STEPS, dependents
 
@@ -112,7 +112,7 @@ def teardown(ctx: Context, keep_data: bool = False,
 def _run_step(ctx: Context, step: str, work: Callable[[Resource], Change],
               notify: ProgressCallback, reverse: bool) -> list[Change]:
     """One step's resources in order (reversed for teardown), reporting each."""
-    items = build(step, ctx)
+    items = build_for_teardown(step, ctx) if reverse else build(step, ctx)
     changes: list[Change] = []
     for resource in reversed(items) if reverse else items:
         notify(Progress("start", step, resource.kind, resource.name))

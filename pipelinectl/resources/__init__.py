@@ -25,6 +25,11 @@ def _topics(ctx: Context) -> list[Resource]:
     return [*key, IngestTopic(ctx), AlertsTopic(ctx)]
 
 
+def _topics_ever(ctx: Context) -> list[Resource]:
+    """For teardown: the pipeline's own key may exist from before topic_kms_key changed."""
+    return [PipelineKey(ctx), IngestTopic(ctx), AlertsTopic(ctx)]
+
+
 def _subscriptions(ctx: Context) -> list[Resource]:
     email: list[Resource] = [EmailSubscription(ctx)] if ctx.config.alert_email else []
     return [QueueSubscription(ctx), EventSourceMapping(ctx), *email]
@@ -46,3 +51,8 @@ BUILDERS: dict[str, Callable[[Context], list[Resource]]] = {
 def build(step: str, ctx: Context) -> list[Resource]:
     """The resources of one step, in the order they are created."""
     return BUILDERS[step](ctx)
+
+
+def build_for_teardown(step: str, ctx: Context) -> list[Resource]:
+    """Everything of a step the pipeline may have created under any configuration."""
+    return _topics_ever(ctx) if step == "topic" else build(step, ctx)

@@ -104,3 +104,14 @@ def test_two_pipelines_live_side_by_side_and_tear_down_separately(pipeline: Any)
     assert {c.action for c in engine.plan(second.ctx)} == {"unchanged"}
     assert [n for n in everything_named(second) if "ecommerce" in n] == []
     assert len([n for n in everything_named(second) if "payments" in n]) >= 14
+
+
+def test_teardown_finds_the_pipeline_key_after_topic_encryption_was_turned_off(
+        pipeline: Any) -> None:
+    p = pipeline()
+    engine.apply(p.ctx)
+    p.fresh(topic_kms_key="none")
+    engine.apply(p.ctx)
+    changes = engine.teardown(p.ctx)
+    assert ("KMS key", "delete") in {(c.kind, c.action) for c in changes}
+    assert everything_named(p) == []
