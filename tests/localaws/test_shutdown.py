@@ -32,7 +32,9 @@ def test_stop_during_an_invocation_is_prompt_and_keeps_the_message() -> None:
         started = time.monotonic()
         aws.stop()
         elapsed = time.monotonic() - started
-    assert elapsed < 5
+    # Not a speed check: waiting for the running invocation would take its full 60 s sleep;
+    # the bound only tells "killed" from "waited" on a loaded machine.
+    assert elapsed < 30
     assert not workers[0].alive
     assert not aws.running
     queue = sqs_backends["123456789012"]["us-east-1"].queues["slow-in"]
