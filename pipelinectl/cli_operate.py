@@ -223,12 +223,20 @@ def _default_port() -> int:
 @click.option("--port", type=click.IntRange(0, 65535),
               help=f"Port (default {LOCAL_DEFAULT_PORT}, or PIPELINECTL_LOCAL_PORT).")
 @click.option("--quiet", is_flag=True, help="No live view of what flows; warnings only.")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a non-loopback --host (anyone who can reach it can run code).")
 @click.pass_context
-def local(ctx: click.Context, host: str, port: int | None, quiet: bool) -> None:
+def local(ctx: click.Context, host: str, port: int | None, quiet: bool,
+          allow_remote: bool) -> None:
     """Run the embedded local AWS in the foreground (Ctrl-C stops).
 
     Then use `pipelinectl --local ...` in another terminal: up, send-test, status, logs.
     """
+    if not allow_remote and host not in ("127.0.0.1", "localhost", "::1"):
+        raise UsageError(
+            f"--host {host} would let anyone who can reach it deploy and run code with any "
+            "credentials; keep the default 127.0.0.1, or pass --allow-remote if you mean it."
+        )
     try:
         from pipelinectl.localaws import run_local
     except ImportError as exc:

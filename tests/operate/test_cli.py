@@ -126,3 +126,9 @@ def test_local_port_from_the_environment_must_be_a_number() -> None:
         "-m", "pipelinectl", "local", PIPELINECTL_LOCAL_PORT="http")
     assert result.returncode == 2
     assert "PIPELINECTL_LOCAL_PORT='http' is not a port number" in result.stderr
+
+
+def test_local_refuses_a_non_loopback_host_without_allow_remote() -> None:
+    result = CliRunner().invoke(main, ["local", "--host", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == 2
+    assert "--allow-remote" in result.output and "Traceback" not in result.output
