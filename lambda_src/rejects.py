@@ -3,8 +3,11 @@
 - An invalid *message* is sent to the dead-letter queue with its original body and
   attributes plus ``ErrorCode``, ``ErrorReason``, ``SourceMessageId`` and ``Pipeline``
   message attributes, then acknowledged. Keeping the original attributes matters:
-  ``TransactionType`` must survive a ``dlq redrive``. ``SendMessageBatch`` (covered by the
-  role's ``sqs:SendMessage``) carries at most 10 entries and 256 KiB per call.
+  ``TransactionType`` must survive a ``dlq redrive``, so it is copied first. The entry stays
+  within SQS's message size (body plus attributes): other originals are dropped, the reason
+  shortened, and as a last resort the body cut and marked ``BodyTruncated=true``.
+  ``SendMessageBatch`` (covered by the role's ``sqs:SendMessage``) carries at most 10
+  entries and 256 KiB per call.
 - Invalid *file rows* are spooled (memory first, then /tmp) and written once, at the end of
   the file, to ``rejected/<key without incoming/>.errors.jsonl`` - one JSON object per line
   with row, line, code, reason and a clipped copy of the raw row. The same input yields the
@@ -30,6 +33,12 @@ SEND_BATCH_LIMIT = 10
 SEND_BATCH_BYTES = 256 * 1024
 MAX_ATTRIBUTES = 10
 MAX_REASON_CHARS = 1000
+#: What the reason is cut to when the original body leaves no room for the full one.
+MIN_REASON_CHARS = 200
+#: SQS's maximum message size, body and message attributes together.
+MAX_MESSAGE_BYTES = 262_144
+TRANSACTION_TYPE = "TransactionType"
+BODY_TRUNCATED = "BodyTruncated"
 SPOOL_BYTES = 1024 * 1024
 #: Characters SQS refuses in bodies and string attribute values (its allowed set is
 #: #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).
@@ -86,22 +95,40 @@ class DeadLetters:
         return failed
 
     def _entry(self, index: int, letter: DeadLetter) -> dict[str, Any]:
+        """The SendMessageBatch entry, within SQS's size limit (body plus attributes).
+
+        Ours first; then the original attributes, ``TransactionType`` first (it must survive
+        a redrive), as many as fit. Too large: the reason is shortened, and if the body itself
+        does not fit next to our attributes it is cut and ``BodyTruncated=true`` is added.
+        """
         ours = {
             "ErrorCode": letter.problem.code,
             "ErrorReason": letter.problem.reason[:MAX_REASON_CHARS],
             "SourceMessageId": letter.message_id,
             "Pipeline": self.pipeline,
         }
-        attributes = {k: {"DataType": "String", "StringValue": sqs_safe(v)}
-                      for k, v in ours.items() if v}
-        for name, value in letter.attributes.items():
+        attributes = {k: _string(sqs_safe(v)) for k, v in ours.items() if v}
+        body = sqs_safe(letter.body)
+        originals = [(name, converted) for name, converted in (
+            (n, _api_attribute(v)) for n, v in sorted(
+                letter.attributes.items(), key=lambda kv: kv[0] != TRANSACTION_TYPE))
+            if converted is not None and name not in attributes]
+        keep_type = [a for a in originals[:1] if a[0] == TRANSACTION_TYPE]
+        entry = {"Id": f"m{index}", "MessageBody": body, "MessageAttributes": attributes}
+        if entry_bytes(entry) > MAX_MESSAGE_BYTES and "ErrorReason" in attributes:
+            reason = attributes["ErrorReason"]["StringValue"]
+            attributes["ErrorReason"] = _string(reason[:MIN_REASON_CHARS])
+        reserved = sum(_attribute_bytes(n, a) for n, a in keep_type)
+        if entry_bytes(entry) + reserved > MAX_MESSAGE_BYTES:
+            attributes[BODY_TRUNCATED] = _string("true")
+            room = MAX_MESSAGE_BYTES - reserved - (entry_bytes(entry) - _utf8_len(body))
+            entry["MessageBody"] = _cut(body, max(room, 0))
+        for name, converted in originals:
             if len(attributes) >= MAX_ATTRIBUTES:
                 break
-            converted = _api_attribute(value)
-            if name not in attributes and converted is not None:
+            if entry_bytes(entry) + _attribute_bytes(name, converted) <= MAX_MESSAGE_BYTES:
                 attributes[name] = converted
-        return {"Id": f"m{index}", "MessageBody": sqs_safe(letter.body),
-                "MessageAttributes": attributes}
+        return entry
 
     @staticmethod
     def _batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -122,15 +149,29 @@ class DeadLetters:
 def entry_bytes(entry: Mapping[str, Any]) -> int:
     """What SQS counts against its size limits: the body plus, per message attribute, its
     name, its data type and its value (``BinaryValue`` is raw bytes, so no JSON here)."""
-    size = len(entry["MessageBody"].encode("utf-8", "backslashreplace"))
-    for name, attribute in entry.get("MessageAttributes", {}).items():
-        size += len(name.encode("utf-8", "backslashreplace"))
-        size += len(attribute["DataType"].encode("utf-8", "backslashreplace"))
-        if "BinaryValue" in attribute:
-            size += len(attribute["BinaryValue"])
-        else:
-            size += len(str(attribute.get("StringValue", "")).encode("utf-8", "backslashreplace"))
-    return size
+    return _utf8_len(entry["MessageBody"]) + sum(
+        _attribute_bytes(name, attribute)
+        for name, attribute in entry.get("MessageAttributes", {}).items())
+
+
+def _attribute_bytes(name: str, attribute: Mapping[str, Any]) -> int:
+    value = attribute.get("BinaryValue")
+    value_bytes = len(value) if value is not None else _utf8_len(
+        str(attribute.get("StringValue", "")))
+    return _utf8_len(name) + _utf8_len(attribute["DataType"]) + value_bytes
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "backslashreplace"))
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most ``limit`` UTF-8 bytes of ``text``, never splitting a character."""
+    return text.encode("utf-8", "backslashreplace")[:limit].decode("utf-8", "ignore")
+
+
+def _string(value: str) -> dict[str, str]:
+    return {"DataType": "String", "StringValue": value}
 
 
 def _api_attribute(value: Any) -> dict[str, Any] | None:

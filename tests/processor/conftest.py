@@ -92,8 +92,22 @@ class Recorder:
             assert len(call.params["PublishBatchRequestEntries"]) <= 10
         for call in self.ops("SendMessageBatch"):
             assert len(call.params["Entries"]) <= 10
-            size = sum(len(e["MessageBody"].encode()) for e in call.params["Entries"])
-            assert size <= 256 * 1024
+            sizes = [message_bytes(e) for e in call.params["Entries"]]
+            assert all(size <= 262_144 for size in sizes), f"message of {max(sizes)} bytes"
+            assert sum(sizes) <= 262_144, f"SendMessageBatch of {sum(sizes)} bytes"
+            for entry in call.params["Entries"]:
+                assert len(entry.get("MessageAttributes", {})) <= 10
+
+
+def message_bytes(entry: dict[str, Any]) -> int:
+    """SQS's count: the body plus each attribute's name, data type and value."""
+    size = len(entry["MessageBody"].encode())
+    for name, attribute in entry.get("MessageAttributes", {}).items():
+        value = attribute.get("BinaryValue")
+        if value is None:
+            value = attribute["StringValue"].encode()
+        size += len(name.encode()) + len(attribute["DataType"].encode()) + len(value)
+    return size
 
 
 class Pipeline:

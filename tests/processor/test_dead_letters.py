@@ -11,7 +11,7 @@ import pytest
 from lambda_src import batch as batch_module
 from lambda_src.rejects import sqs_safe
 
-from .conftest import BUCKET, Pipeline
+from .conftest import BUCKET, Pipeline, message_bytes
 
 GOOD = {"transaction_id": "good-1", "amount": "10.00", "timestamp": "2024-08-09T12:34:56Z"}
 
@@ -100,3 +100,38 @@ def test_odd_field_names_in_a_file_do_not_hold_back_the_file(pipeline: Pipeline)
     (reject,) = pipeline.rejects("rejected/odd.jsonl.errors.jsonl")
     assert (reject["row"], reject["code"]) == (2, "unknown_field")
     assert "'\\ud800x'" in reject["reason"] and "'\\x01x'" in reject["reason"]
+
+
+def test_a_body_at_the_size_limit_is_cut_and_marked(pipeline: Pipeline) -> None:
+    others = {f"A{i}": {"DataType": "String", "StringValue": "v" * 10} for i in range(8)}
+    pipeline.sqs.send_message(
+        QueueUrl=pipeline.queue_url, MessageBody="x" * (262_144 - 200),
+        MessageAttributes={**others, "TransactionType": {"DataType": "String",
+                                                         "StringValue": "Purchase"}})
+    pipeline.send(GOOD)
+
+    assert pipeline.drain() == {"batchItemFailures": []}  # the recorder checks the sizes
+
+    assert set(pipeline.items()) == {"good-1"}
+    (dead,) = pipeline.dead_letters()
+    assert attribute(dead, "BodyTruncated") == "true"
+    assert attribute(dead, "TransactionType") == "Purchase"
+    assert attribute(dead, "ErrorCode") and attribute(dead, "SourceMessageId")
+    assert set(dead["Body"]) == {"x"} and len(dead["Body"]) < 262_144 - 200
+    assert message_bytes({"MessageBody": dead["Body"],
+                          "MessageAttributes": dead["MessageAttributes"]}) <= 262_144
+
+
+def test_transaction_type_survives_the_attribute_cap(pipeline: Pipeline) -> None:
+    others = {f"A{i}": {"DataType": "String", "StringValue": "v"} for i in range(8)}
+    pipeline.sqs.send_message(
+        QueueUrl=pipeline.queue_url, MessageBody="not json",
+        MessageAttributes={**others, "TransactionType": {"DataType": "String",
+                                                         "StringValue": "Refund"}})
+
+    assert pipeline.drain() == {"batchItemFailures": []}
+
+    (dead,) = pipeline.dead_letters()
+    assert attribute(dead, "TransactionType") == "Refund" and dead["Body"] == "not json"
+    assert len(dead["MessageAttributes"]) == 10 and "BodyTruncated" not in dead[
+        "MessageAttributes"]

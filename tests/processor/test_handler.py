@@ -346,6 +346,11 @@ def test_the_limit_checks_can_fail() -> None:
     recorder.calls = [Call("sns", "PublishBatch", {"PublishBatchRequestEntries": [{}] * 11})]
     with pytest.raises(AssertionError):
         recorder.check_limits()
+    attributes = {"ErrorReason": {"DataType": "String", "StringValue": "r" * 100}}
+    recorder.calls = [Call("sqs", "SendMessageBatch", {"Entries": [  # attributes count too
+        {"Id": "m0", "MessageBody": "b" * (262_144 - 50), "MessageAttributes": attributes}]})]
+    with pytest.raises(AssertionError):
+        recorder.check_limits()
 
 
 ALLOWED = {("dynamodb", "BatchGetItem"), ("dynamodb", "BatchWriteItem"),
