@@ -23,7 +23,8 @@ from .storage import chunked
 from .validation import Transaction
 
 PUBLISH_BATCH_LIMIT = 10
-MAX_SUBJECT = 100
+#: SNS wants the subject under 100 characters.
+MAX_SUBJECT = 99
 #: SNS filter policies match numbers in this range only; larger amounts travel as strings.
 MAX_NUMBER_ATTRIBUTE = Decimal("1000000000")
 _NOT_SUBJECT_SAFE = re.compile(r"[^\x20-\x7e]")
@@ -38,7 +39,7 @@ class PublishResult:
 
 
 def subject(txn: Transaction, pipeline: str) -> str:
-    """SNS subjects must be printable ASCII, one line, at most 100 characters."""
+    """SNS subjects must be printable ASCII, one line, fewer than 100 characters."""
     text = f"[{pipeline}] High-value transaction {txn.transaction_id}: {txn.amount} {txn.currency}"
     text = _NOT_SUBJECT_SAFE.sub("?", text)
     return text if len(text) <= MAX_SUBJECT else text[: MAX_SUBJECT - 3] + "..."
