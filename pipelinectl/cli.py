@@ -114,8 +114,8 @@ def _apply_steps(ctx: click.Context, steps: tuple[str, ...], dry_run: bool) -> N
         except engine.StepFailed as failure:
             out.changes(failure.done, "Done before the failure", past=True)
             raise
-    out.changes(changes, "Applied", past=True)
-    out.arns([(r.kind, r.name, r.arn) for r in engine.resources(pipeline, steps)])
+    out.changes(changes, "Applied", past=True,
+                arns=[(r.kind, r.name, r.arn) for r in engine.resources(pipeline, steps)])
 
 
 def _step_command(step: str) -> Callable[..., None]:

@@ -61,10 +61,15 @@ class Renderer:
 
     # -- plan / apply / teardown --------------------------------------------------------
 
-    def changes(self, changes: Sequence[Change], title: str, *, past: bool = False) -> None:
+    def changes(self, changes: Sequence[Change], title: str, *, past: bool = False,
+                arns: Sequence[tuple[str, str, str]] = ()) -> None:
+        """The changes table, then (after apply) every resource's ARN."""
         if self.json:
-            self.emit_json({"changes": [c.as_dict() for c in changes],
-                            "summary": summarize(changes)})
+            payload: dict[str, Any] = {"changes": [c.as_dict() for c in changes],
+                                       "summary": summarize(changes)}
+            if arns:
+                payload["resources"] = [{"kind": k, "name": n, "arn": a} for k, n, a in arns]
+            self.emit_json(payload)
             return
         table = Table(title=title, title_justify="left")
         for column in ("step", "resource", "name", "action", "what"):
@@ -78,10 +83,10 @@ class Renderer:
         counts = summarize(changes)
         self.console.print(", ".join(f"{n} {PAST.get(k, k) if past else k}"
                                      for k, n in counts.items()) or "nothing")
+        if arns:
+            self._arns(arns)
 
-    def arns(self, rows: Sequence[tuple[str, str, str]]) -> None:
-        if self.json:
-            return
+    def _arns(self, rows: Sequence[tuple[str, str, str]]) -> None:
         table = Table(title="Resources", title_justify="left")
         for column in ("resource", "name", "ARN"):
             table.add_column(column, overflow="fold")

@@ -145,3 +145,12 @@ def test_help_does_not_import_boto3_rich_or_moto() -> None:
                          check=True).stdout
     assert "Usage:" in out and out.strip().endswith("[]")
     assert "teardown" in out
+
+
+def test_up_json_ends_with_every_resource_and_its_real_arn(cli: Any) -> None:
+    payload = json.loads(cli("--output", "json", "up").output)
+    assert payload["summary"] == {"create": 17}
+    arns = {r["kind"]: r["arn"] for r in payload["resources"]}
+    assert len(payload["resources"]) == 17
+    assert not arns["SNS subscription"].endswith(":*")  # the ARN subscribe returned
+    assert arns["SQS queue"] == "arn:aws:sqs:us-east-1:123456789012:ecommerce-transactions"
