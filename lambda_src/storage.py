@@ -186,14 +186,21 @@ class TransactionStore:
         return None
 
     def record_alert(self, txn_id: str, alerted_at: str, message_id: str) -> None:
-        """Mark the alert as sent and drop the claim."""
-        self.client.update_item(
-            TableName=self.table, Key={"transaction_id": {"S": txn_id}},
-            UpdateExpression="SET #at = :at, #mid = :mid REMOVE #cu, #ct",
-            ExpressionAttributeNames={"#at": ALERTED_AT, "#mid": ALERT_MESSAGE_ID,
-                                      "#cu": CLAIM_UNTIL, "#ct": CLAIM_TOKEN},
-            ExpressionAttributeValues=to_attributes({":at": alerted_at, ":mid": message_id}),
-        )
+        """Mark the alert as sent and drop the claim; never recreate an item deleted since
+        (then there is nothing to record the alert on, and nothing is written)."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"transaction_id": {"S": txn_id}},
+                UpdateExpression="SET #at = :at, #mid = :mid REMOVE #cu, #ct",
+                ConditionExpression="attribute_exists(#id)",
+                ExpressionAttributeNames={"#at": ALERTED_AT, "#mid": ALERT_MESSAGE_ID,
+                                          "#cu": CLAIM_UNTIL, "#ct": CLAIM_TOKEN,
+                                          "#id": "transaction_id"},
+                ExpressionAttributeValues=to_attributes({":at": alerted_at, ":mid": message_id}),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
 
     def release(self, txn_id: str, token: str) -> None:
         """Give a claim back after a failed publish, so the retry need not wait for expiry."""
