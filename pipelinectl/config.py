@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -66,9 +67,11 @@ class NameRule:
         if not (self.min_len <= len(value) <= self.max_len) or not re.fullmatch(
             self.pattern, value
         ):
+            fix = ("choose another --name" if what == "pipeline" else
+                   "choose a shorter or simpler --name, or set it in [names]")
             raise UsageError(
                 f"The {what} name {value!r} ({len(value)} characters) breaks the AWS rule: "
-                f"{self.text}; choose a shorter or simpler --name, or set it in [names]."
+                f"{self.text}; {fix}."
             )
 
 
@@ -77,9 +80,11 @@ NAME_RULES: dict[str, NameRule] = {
                      "IAM role names are 1-64 letters, digits and +=,.@_-"),
     "function": NameRule(r"[A-Za-z0-9_-]+", 1, 64,
                          "Lambda function names are 1-64 letters, digits, - and _"),
-    "bucket": NameRule(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?", 3, 63,
+    "bucket": NameRule(r"(?!xn--|sthree-)(?!.*(?:-s3alias|--ol-s3)$)"
+                       r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?", 3, 63,
                        "S3 bucket names are 3-63 lower-case letters, digits, . and -, "
-                       "starting and ending with a letter or digit"),
+                       "starting and ending with a letter or digit, not starting with xn-- "
+                       "or sthree-"),
     "ingest_topic": NameRule(r"[A-Za-z0-9_-]+", 1, 256,
                              "SNS topic names are 1-256 letters, digits, - and _"),
     "queue": NameRule(r"[A-Za-z0-9_-]+", 1, 80,
@@ -129,7 +134,9 @@ class Config:
     @property
     def queue_visibility_timeout(self) -> int:
         """AWS advises at least 6x the function timeout so retries don't overlap a run."""
-        return self.visibility_timeout or 6 * self.function_timeout
+        if self.visibility_timeout is None:
+            return 6 * self.function_timeout
+        return self.visibility_timeout
 
     def names(self, account: str, region: str) -> Names:
         n = self.name
@@ -180,13 +187,14 @@ def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Config
     for key, (kind, default) in SETTINGS.items():
         values[key] = default
         if key in raw:
-            values[key] = _coerce(key, raw[key], kind, f"{path}")
+            values[key] = _coerce(key, raw[key], kind, f"{path}", typed=True)
         env_value = next((env[var] for var in (ENV_PREFIX + key.upper(), *AWS_ENV.get(key, ()))
                           if env.get(var)), None)
         if env_value is not None:
             values[key] = _coerce(key, env_value, kind, f"${ENV_PREFIX}{key.upper()}")
         if flags.get(key) is not None:
             values[key] = _coerce(key, flags[key], kind, f"--{key.replace('_', '-')}")
+    _refuse_unknown_environment(env)
     values["local"] = bool(flags.get("local"))
     values["name_overrides"] = _string_table(raw, "names", allowed=NAME_KEYS, path=path)
     values["tags"] = _string_table(raw, "tags", allowed=None, path=path)
@@ -194,6 +202,22 @@ def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Config
     config = Config(**values)
     validate(config)
     return config
+
+
+# PIPELINECTL_* variables that are not settings.
+OTHER_ENV = {"CONFIG", "LOCAL_PORT", "CACHE_DIR", "MOTO_ANY_VERSION", "TEST_CACHE_DIR",
+             "WORKER_TOKEN"}
+
+
+def _refuse_unknown_environment(env: Mapping[str, str]) -> None:
+    """A misspelt PIPELINECTL_BATCHSIZE would otherwise be ignored without a word."""
+    known = {key.upper() for key in SETTINGS} | OTHER_ENV
+    for var in sorted(env):
+        if var.startswith(ENV_PREFIX) and var[len(ENV_PREFIX):] not in known:
+            raise UsageError(
+                f"Unknown environment variable {var}; settings are PIPELINECTL_ plus one of "
+                f"{', '.join(sorted(k.upper() for k in SETTINGS))}."
+            )
 
 
 def _read_file(explicit: str | None) -> tuple[Path | None, dict[str, Any]]:
@@ -215,8 +239,13 @@ def _read_file(explicit: str | None) -> tuple[Path | None, dict[str, Any]]:
     return path, raw
 
 
-def _coerce(key: str, value: Any, kind: type, where: str) -> Any:
+def _coerce(key: str, value: Any, kind: type, where: str, typed: bool = False) -> Any:
+    """Environment and flags are text; a TOML file has types, and a quoted number there is
+    a mistake worth pointing out."""
     problem = f"{where}: {key} must be "
+    if typed and kind in (int, bool) and isinstance(value, str):
+        raise UsageError(problem + f"{'a whole number' if kind is int else 'true or false'}, "
+                         f"not the string {value!r} (drop the quotes).")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -231,18 +260,22 @@ def _coerce(key: str, value: Any, kind: type, where: str) -> Any:
         except ValueError:
             raise UsageError(problem + f"a whole number, not {value!r}.") from None
     if kind is Decimal:
-        if isinstance(value, bool):
-            raise UsageError(problem + f"a number, not {value!r}.")
-        try:
-            number = Decimal(str(value))
-        except InvalidOperation:
-            raise UsageError(problem + f"a number, not {value!r}.") from None
-        if not number.is_finite():
-            raise UsageError(problem + f"a finite number, not {value!r}.")
-        return number
+        return _decimal(problem, value)
     if not isinstance(value, str):
         raise UsageError(problem + f"a string, not {value!r}.")
     return value
+
+
+def _decimal(problem: str, value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise UsageError(problem + f"a number, not {value!r}.")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise UsageError(problem + f"a number, not {value!r}.") from None
+    if not number.is_finite():
+        raise UsageError(problem + f"a finite number, not {value!r}.")
+    return number
 
 
 def _string_table(raw: dict[str, Any], table: str, *, allowed: tuple[str, ...] | None,
@@ -273,10 +306,12 @@ def validate(config: Config) -> None:
             "or a customer-managed key whose policy lets those services use it."
         )
     for key, value in config.tags.items():
-        if key.startswith("aws:") or not 1 <= len(key) <= 128 or len(value) > 256:
+        if key.startswith("aws:") or not 1 <= len(key) <= 128 or len(value) > 256 or \
+                not all(re.fullmatch(r"[\w\s.:/=+\-@]*", text) for text in (key, value)):
             raise UsageError(
-                f"Tag {key!r} is not allowed: keys are 1-128 characters and may not start "
-                "with aws:, values at most 256 characters."
+                f"Tag {key}={value!r} is not allowed: keys are 1-128 characters and may not "
+                "start with aws:, values at most 256, both only letters, digits, spaces and "
+                "_ . : / = + - @."
             )
     if config.alert_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+",
                                                            config.alert_email):

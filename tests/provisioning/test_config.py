@@ -133,3 +133,26 @@ def test_names_are_checked_again_with_the_region_from_the_profile(
     loaded = config.load({"name": "a" * 28}, {})  # fits us-east-1, not ap-southeast-2
     with pytest.raises(UsageError, match="S3 bucket names are 3-63"):
         make_context(loaded)
+
+
+@pytest.mark.parametrize(("flags", "env", "text", "message"), [
+    ({}, {}, 'batch_size = "12"\n', "not the string '12' \\(drop the quotes\\)"),
+    ({}, {}, "visibility_timeout = 0\n", "visibility_timeout = 0 is less than 6 x"),
+    ({}, {"PIPELINECTL_BATCHSIZE": "5"}, "", "Unknown environment variable "
+                                             "PIPELINECTL_BATCHSIZE"),
+    ({}, {}, '[tags]\nteam = "data & ops #1"\n', "Tag team='data & ops #1' is not allowed"),
+    ({"name": "xn--shop"}, {}, "", "not starting with xn--"),
+])
+def test_values_aws_or_we_would_misread_are_refused(tmp_path: Path, flags: dict[str, str],
+                                                    env: dict[str, str], text: str,
+                                                    message: str) -> None:
+    cfg = write(tmp_path / "p.toml", text)
+    with pytest.raises(UsageError, match=message):
+        config.load({"config": cfg, **flags}, env)
+
+
+def test_env_values_are_text_and_still_coerced(tmp_path: Path) -> None:
+    loaded = config.load({}, {"PIPELINECTL_BATCH_SIZE": "12",
+                              "PIPELINECTL_BATCHING_WINDOW_SECONDS": "1",
+                              "PIPELINECTL_BUCKET_VERSIONING": "true"})
+    assert (loaded.batch_size, loaded.bucket_versioning) == (12, True)
