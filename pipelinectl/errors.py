@@ -93,5 +93,5 @@ def _translate_client_error(error: Any) -> PipelineError:
 
 
 def _permission_for(error: Any) -> str:
-    service = getattr(error, "_pipelinectl_service", None) or "the service"
-    return f"{service}:{getattr(error, 'operation_name', 'the action')}"
+    """AWS does not always name the action (S3 never does); the operation is what we know."""
+    return f"the permission for {getattr(error, 'operation_name', 'this call')}"

@@ -154,3 +154,9 @@ def test_up_json_ends_with_every_resource_and_its_real_arn(cli: Any) -> None:
     assert len(payload["resources"]) == 17
     assert not arns["SNS subscription"].endswith(":*")  # the ARN subscribe returned
     assert arns["SQS queue"] == "arn:aws:sqs:us-east-1:123456789012:ecommerce-transactions"
+
+
+def test_access_denied_without_an_action_in_the_message_names_the_operation() -> None:
+    error = ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}},
+                        "PutBucketPolicy")
+    assert "lack the permission for PutBucketPolicy" in str(translate(error))
