@@ -10,17 +10,20 @@ account, region and names, so planning needs no resource to exist.
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pipelinectl.clients import Client, ClientFactory
 from pipelinectl.config import TAG_KEY, Config, Names
-from pipelinectl.errors import NotOursError
+from pipelinectl.errors import NotOursError, PipelineError
 
 Action = Literal["create", "update", "unchanged", "conflict", "delete", "absent", "refused",
                  "keep"]
 Observed = dict[str, Any]
+T = TypeVar("T")
 HealthLevel = Literal["ok", "warn", "error"]
 Health = tuple[str, HealthLevel, dict[str, Any]]
 
@@ -230,6 +233,30 @@ def _matches(key: str, have: Any, want: Any) -> bool:
     if key == "tags":
         return isinstance(have, dict) and all(have.get(k) == v for k, v in want.items())
     return bool(have == want)
+
+
+# About a minute in all: how long AWS's eventual consistency (IAM propagation, a table's
+# backups becoming available) is worth waiting for before telling the user.
+SETTLE_DELAYS = (1, 2, 3, 5, 8, 10, 10, 10, 10)
+
+
+def retry_while(settling: Callable[[Exception], bool], call: Callable[[], T],
+                give_up: Callable[[Exception], str]) -> T:
+    """Retry `call` while AWS answers with a state that settles by itself, and nothing else;
+    after SETTLE_DELAYS, raise a PipelineError with `give_up(last error)`."""
+    for delay in SETTLE_DELAYS:
+        try:
+            return call()
+        except Exception as exc:
+            if not settling(exc):
+                raise
+        time.sleep(delay)
+    try:
+        return call()
+    except Exception as exc:
+        if not settling(exc):
+            raise
+        raise PipelineError(give_up(exc)) from exc
 
 
 def error_code(exc: Exception) -> str:

@@ -8,12 +8,10 @@ only when CodeSha256 differs; configuration is updated only for the fields that 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from typing import Any
 
 from pipelinectl import packaging
-from pipelinectl.errors import PipelineError
 from pipelinectl.resources.base import (
     KNOWN_AFTER_APPLY,
     Context,
@@ -22,13 +20,13 @@ from pipelinectl.resources.base import (
     Observed,
     Resource,
     error_code,
+    retry_while,
 )
 from pipelinectl.resources.queues import DeadLetterQueue
 
 # What Lambda says while a new role or its policy is still propagating through IAM.
 ROLE_NOT_READY = ("cannot be assumed by Lambda",
                   "execution role does not have permissions to call")
-ROLE_RETRY_DELAYS = (1, 2, 3, 5, 8, 10, 10, 10, 10)  # ~60 s in all: IAM propagation
 WAIT = {"Delay": 1, "MaxAttempts": 120}
 
 
@@ -201,18 +199,10 @@ class Function(Resource):
 def retry_while_role_propagates(ctx: Context, call: Callable[[], Any]) -> Any:
     """A new role (or a policy change) takes seconds to reach Lambda, which refuses it until
     then; retry those refusals, boundedly, and nothing else."""
-    for delay in (*ROLE_RETRY_DELAYS, None):
-        try:
-            return call()
-        except Exception as exc:
-            not_ready = error_code(exc) == "InvalidParameterValueException" and any(
-                marker in str(exc) for marker in ROLE_NOT_READY)
-            if not not_ready:
-                raise
-            if delay is None:
-                raise PipelineError(
-                    f"Lambda still cannot use role {ctx.names.role} after about a minute "
-                    f"({exc}); check it with `pipelinectl roles` and re-run."
-                ) from exc
-            time.sleep(delay)
-    return None  # unreachable: the last attempt returns or raises
+    def not_ready(exc: Exception) -> bool:
+        return error_code(exc) == "InvalidParameterValueException" and any(
+            marker in str(exc) for marker in ROLE_NOT_READY)
+
+    return retry_while(not_ready, call, lambda exc: (
+        f"Lambda still cannot use role {ctx.names.role} after about a minute ({exc}); "
+        "check it with `pipelinectl roles` and re-run."))

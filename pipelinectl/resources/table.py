@@ -12,6 +12,7 @@ from pipelinectl.resources.base import (
     Observed,
     Resource,
     error_code,
+    retry_while,
     tag_dict,
     tag_list,
 )
@@ -72,10 +73,14 @@ class Table(Resource):
         self._enable_pitr()
 
     def _enable_pitr(self) -> None:
-        self.ctx.client("dynamodb").update_continuous_backups(
-            TableName=self.name,
-            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
-        )
+        """Right after creation DynamoDB may answer that backups are still being enabled."""
+        retry_while(
+            lambda exc: error_code(exc) == "ContinuousBackupsUnavailableException",
+            lambda: self.ctx.client("dynamodb").update_continuous_backups(
+                TableName=self.name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}),
+            lambda exc: (f"Point-in-time recovery of table {self.name} is still unavailable "
+                         f"after about a minute ({exc}); re-run `pipelinectl table`."))
 
     def update(self, fields: set[str], observed: Observed) -> None:
         ddb = self.ctx.client("dynamodb")

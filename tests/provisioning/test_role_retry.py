@@ -12,7 +12,7 @@ from pipelinectl import config as config_module
 from pipelinectl import packaging
 from pipelinectl.clients import ClientFactory
 from pipelinectl.errors import PipelineError
-from pipelinectl.resources import function as function_module
+from pipelinectl.resources import base as base_module
 from pipelinectl.resources.base import Context
 from pipelinectl.resources.function import Function
 
@@ -29,7 +29,7 @@ def stubbed_function(monkeypatch: pytest.MonkeyPatch) -> tuple[Function, Stubber
     ctx.cache["artifact"] = packaging.Artifact(b"zip", "c2hh", 1, from_cache=True)
     ctx.cache["dlq_url"] = "https://sqs.us-east-1.amazonaws.com/123456789012/ecommerce-dlq"
     slept: list[float] = []
-    monkeypatch.setattr(function_module.time, "sleep", slept.append)
+    monkeypatch.setattr(base_module.time, "sleep", slept.append)
     return Function(ctx), Stubber(client), slept
 
 
@@ -57,7 +57,7 @@ def test_two_not_assumable_errors_then_success(monkeypatch: pytest.MonkeyPatch) 
 
 def test_retry_gives_up_after_about_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
     function, stub, slept = stubbed_function(monkeypatch)
-    for _ in range(len(function_module.ROLE_RETRY_DELAYS) + 1):
+    for _ in range(len(base_module.SETTLE_DELAYS) + 1):
         stub.add_client_error("create_function", "InvalidParameterValueException",
                               NOT_ASSUMABLE, 400)
     with stub, pytest.raises(PipelineError, match="still cannot use role"):
@@ -90,3 +90,21 @@ def test_the_mapping_is_retried_while_the_role_policy_propagates(
         mapping.create()
     stub.assert_no_pending_responses()
     assert slept == [1] and function.ctx.cache["mapping_uuid"] == uuid
+
+
+def test_point_in_time_recovery_waits_for_backups_to_become_available(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelinectl.resources.table import Table
+
+    function, _, slept = stubbed_function(monkeypatch)
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    function.ctx.factory._clients["dynamodb"] = client
+    stub = Stubber(client)
+    stub.add_client_error("update_continuous_backups", "ContinuousBackupsUnavailableException",
+                          "Backups are being enabled for the table", 400)
+    stub.add_response("update_continuous_backups", {"ContinuousBackupsDescription": {
+        "ContinuousBackupsStatus": "ENABLED"}})
+    with stub:
+        Table(function.ctx)._enable_pitr()
+    stub.assert_no_pending_responses()
+    assert slept == [1]
