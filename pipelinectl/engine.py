@@ -21,7 +21,7 @@ from pipelinectl.resources import build, build_for_teardown
 from pipelinectl.resources.base import Change, Context, Resource, StatusRow
 from pipelinectl.steps import STEP_ORDER, STEPS, dependents
 
-MAX_PARALLEL_STEPS = 4
+MAX_PARALLEL_STEPS = 6  # the widest level of the step graph has five steps
 
 
 @dataclass(frozen=True)

@@ -112,8 +112,7 @@ class Bucket(Resource):
                                        PublicAccessBlockConfiguration=BLOCK_ALL)
         if "encryption" in fields:
             s3.put_bucket_encryption(Bucket=self.name, ServerSideEncryptionConfiguration={
-                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
-                           "BucketKeyEnabled": True}]})
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
         if "policy" in fields:
             s3.put_bucket_policy(Bucket=self.name, Policy=policy_json(wanted["policy"]))
         if "eventbridge" in fields:
