@@ -132,3 +132,23 @@ def test_local_refuses_a_non_loopback_host_without_allow_remote() -> None:
     result = CliRunner().invoke(main, ["local", "--host", "0.0.0.0", "--port", "0"])
     assert result.exit_code == 2
     assert "--allow-remote" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("via", ["sqs", "sns", "s3"])
+def test_send_test_no_wait_publishes_and_returns_at_once(ctx: Context, via: str) -> None:
+    result = _run("--output", "json", "send-test", "--amount", "1500", "--id", f"nw-{via}",
+                  "--via", via, "--no-wait")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["transaction_id"], data["via"], data["waited"]) == (f"nw-{via}", via, False)
+    if via == "s3":
+        keys = ctx.client("s3").list_objects_v2(Bucket=ctx.names.bucket,
+                                                Prefix="incoming/send-test/")["Contents"]
+        assert len(keys) == 1
+    elif via == "sns":  # published (the fixture has no subscription to follow it further)
+        assert data["reference"]
+    else:  # on the queue, untouched: nothing processes it in-process
+        sqs = ctx.client("sqs")
+        url = sqs.get_queue_url(QueueName=ctx.names.queue)["QueueUrl"]
+        [message] = sqs.receive_message(QueueUrl=url).get("Messages", [])
+        assert "nw-" + via in message["Body"]
