@@ -20,6 +20,7 @@ import base64
 import json
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ MIN_REASON_CHARS = 200
 MAX_MESSAGE_BYTES = 262_144
 TRANSACTION_TYPE = "TransactionType"
 BODY_TRUNCATED = "BodyTruncated"
+MAX_DETAILED_REJECTS = 10_000  # rows listed one by one in a rejects object
 SPOOL_BYTES = 1024 * 1024
 #: Characters SQS refuses in bodies and string attribute values (its allowed set is
 #: #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).
@@ -188,27 +190,45 @@ def _api_attribute(value: Any) -> dict[str, Any] | None:
 
 
 class RejectsFile:
-    """Collects reject lines for one S3 object in bounded memory, then uploads them once."""
+    """Collects reject lines for one S3 object in bounded memory, then uploads them once.
+
+    Only the first MAX_DETAILED_REJECTS rows are listed one by one; the rest are counted by
+    code in one closing line. A reject line is several times the size of its row, so an
+    all-invalid file would otherwise spool many times its own size into Lambda's /tmp.
+    """
 
     def __init__(self, source_uri: str) -> None:
         self.source_uri = source_uri
         self.count = 0
+        self._unlisted: Counter[str] = Counter()
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
 
     def add(self, row: int | None, problem: Rejected, raw: str = "",
             line: int | None = None) -> None:
-        entry = {"source": self.source_uri, "row": row, "line": line, "code": problem.code,
-                 "reason": problem.reason, "raw": raw}
+        self.count += 1
+        if self.count > MAX_DETAILED_REJECTS:
+            self._unlisted[problem.code] += 1
+            return
+        self._write({"source": self.source_uri, "row": row, "line": line,
+                     "code": problem.code, "reason": problem.reason, "raw": raw})
+
+    def _write(self, entry: dict[str, Any]) -> None:
         # ASCII-escaped: input may hold lone surrogates, which no UTF-8 encoder accepts.
         self._spool.write(json.dumps(entry).encode() + b"\n")
-        self.count += 1
 
     def upload(self, s3: Any, bucket: str, key: str) -> None:
         """Write the rejects object (only if there is something to report)."""
-        if self.count:
-            self._spool.seek(0)
-            s3.put_object(Bucket=bucket, Key=key, Body=self._spool,
-                          ContentType="application/x-ndjson")
+        if not self.count:
+            return
+        if self._unlisted:
+            counts = ", ".join(f"{code} x {n}" for code, n in sorted(self._unlisted.items()))
+            self._write({"source": self.source_uri, "row": None, "line": None,
+                         "code": "more_rejects",
+                         "reason": f"{sum(self._unlisted.values())} more rejected rows not "
+                                   f"listed: {counts}", "raw": ""})
+        self._spool.seek(0)
+        s3.put_object(Bucket=bucket, Key=key, Body=self._spool,
+                      ContentType="application/x-ndjson")
 
     def close(self) -> None:
         self._spool.close()

@@ -261,3 +261,21 @@ def test_an_8mb_row_is_skipped_without_being_held(fmt: str) -> None:
     assert (stats.rows, stats.rejected, aws.written) == (2, 1, 1)
     assert aws.body.closed
     assert peak < 1_000_000, f"peak {peak} bytes around an 8 MB row"
+
+
+def test_rejects_list_the_first_rows_then_count_the_rest(pipeline: Pipeline,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from lambda_src import rejects as rejects_module
+
+    monkeypatch.setattr(rejects_module, "MAX_DETAILED_REJECTS", 3)
+    body = ("transaction_id,amount,timestamp\n" + "".join(
+        f"{i},-1,{TS}\n" for i in range(4)) + f"9,abc,{TS}\n10,5,{TS}\n").encode()
+    assert drop(pipeline, "incoming/big-bad.csv", body) == {"batchItemFailures": []}
+    assert set(pipeline.items()) == {"10"}
+    rejects = pipeline.rejects("rejected/big-bad.csv.errors.jsonl")
+    assert [r["row"] for r in rejects[:3]] == [1, 2, 3]
+    assert len(rejects) == 4
+    summary = rejects[-1]
+    assert (summary["row"], summary["code"]) == (None, "more_rejects")
+    assert summary["reason"] == ("2 more rejected rows not listed: amount_not_positive x 1, "
+                                 "bad_amount x 1")
