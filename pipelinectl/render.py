@@ -52,9 +52,6 @@ class Renderer:
     def emit_json(self, payload: Any) -> None:
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
-    def error(self, message: str) -> None:
-        self.err.print(Text("Error: ", style="bold red") + Text(message))
-
     def note(self, message: str) -> None:
         """Narration; on stderr in JSON mode so stdout stays parseable."""
         (self.err if self.json else self.console).print(message)
