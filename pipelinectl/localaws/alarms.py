@@ -220,40 +220,7 @@ class AlarmEvaluator:
         if not topics:
             return
         region_name = _REGION_NAMES.get(region, region)
-        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
-        message = {
-            "AlarmName": alarm.name,
-            "AlarmDescription": alarm.description or None,
-            "AWSAccountId": account,
-            "AlarmConfigurationUpdatedTimestamp": alarm.configuration_updated_timestamp.strftime(
-                "%Y-%m-%dT%H:%M:%S.%f"
-            )[:-3]
-            + "+0000",
-            "NewStateValue": new,
-            "NewStateReason": reason,
-            "StateChangeTime": stamp,
-            "Region": region_name,
-            "AlarmArn": alarm.alarm_arn,
-            "OldStateValue": old,
-            "OKActions": list(alarm.ok_actions or []),
-            "AlarmActions": list(alarm.alarm_actions or []),
-            "InsufficientDataActions": list(alarm.insufficient_data_actions or []),
-            "Trigger": {
-                "MetricName": alarm.metric_name,
-                "Namespace": alarm.namespace,
-                "StatisticType": "Statistic",
-                "Statistic": str(alarm.statistic).upper(),
-                "Unit": alarm.unit,
-                "Dimensions": [{"value": d.value, "name": d.name} for d in alarm.dimensions],
-                "Period": int(alarm.period),
-                "EvaluationPeriods": int(alarm.evaluation_periods),
-                "DatapointsToAlarm": int(alarm.datapoints_to_alarm or alarm.evaluation_periods),
-                "ComparisonOperator": alarm.comparison_operator,
-                "Threshold": float(alarm.threshold),
-                "TreatMissingData": alarm.treat_missing_data or "missing",
-                "EvaluateLowSampleCountPercentile": "",
-            },
-        }
+        message = _notification(alarm, old, new, reason, region_name, account, now)
         subject = f'{new}: "{alarm.name}" in {region_name}'
         if len(subject) > 100:
             subject = subject[:97] + "..."
@@ -265,3 +232,42 @@ class AlarmEvaluator:
                 )
             except Exception as exc:
                 log.warning("alarm %s: could not notify %s: %s", alarm.name, topic, exc)
+
+
+def _notification(alarm: Any, old: str, new: str, reason: str, region_name: str,
+                  account: str, now: float) -> dict[str, Any]:
+    """The JSON CloudWatch publishes to an alarm action's topic, in AWS's field names."""
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+    return {
+        "AlarmName": alarm.name,
+        "AlarmDescription": alarm.description or None,
+        "AWSAccountId": account,
+        "AlarmConfigurationUpdatedTimestamp": alarm.configuration_updated_timestamp.strftime(
+            "%Y-%m-%dT%H:%M:%S.%f"
+        )[:-3]
+        + "+0000",
+        "NewStateValue": new,
+        "NewStateReason": reason,
+        "StateChangeTime": stamp,
+        "Region": region_name,
+        "AlarmArn": alarm.alarm_arn,
+        "OldStateValue": old,
+        "OKActions": list(alarm.ok_actions or []),
+        "AlarmActions": list(alarm.alarm_actions or []),
+        "InsufficientDataActions": list(alarm.insufficient_data_actions or []),
+        "Trigger": {
+            "MetricName": alarm.metric_name,
+            "Namespace": alarm.namespace,
+            "StatisticType": "Statistic",
+            "Statistic": str(alarm.statistic).upper(),
+            "Unit": alarm.unit,
+            "Dimensions": [{"value": d.value, "name": d.name} for d in alarm.dimensions],
+            "Period": int(alarm.period),
+            "EvaluationPeriods": int(alarm.evaluation_periods),
+            "DatapointsToAlarm": int(alarm.datapoints_to_alarm or alarm.evaluation_periods),
+            "ComparisonOperator": alarm.comparison_operator,
+            "Threshold": float(alarm.threshold),
+            "TreatMissingData": alarm.treat_missing_data or "missing",
+            "EvaluateLowSampleCountPercentile": "",
+        },
+    }
