@@ -24,29 +24,19 @@ from .envelopes import Payload, unwrap
 from .errors import Rejected, TransientError, is_transient
 from .files import FileProcessor
 from .observability import logger
-from .persist import Outcome, Persister
+from .persist import PersistCounts, Persister
 from .rejects import DeadLetter, DeadLetters
 from .validation import Transaction, validate
 
 
 @dataclass
-class Stats:
+class Stats(PersistCounts):
     """Per-invocation counters, published as EMF metrics by the handler."""
 
-    stored: int = 0
-    unchanged: int = 0
     rejected: int = 0
-    alerts_sent: int = 0
-    alerts_unrecorded: int = 0
     dead_lettered: int = 0
     file_rows: int = 0
     files: int = 0
-
-    def add_outcome(self, outcome: Outcome) -> None:
-        self.stored += outcome.stored
-        self.unchanged += outcome.unchanged
-        self.alerts_sent += outcome.alerts_sent
-        self.alerts_unrecorded += outcome.alerts_unrecorded
 
 
 @dataclass
@@ -177,7 +167,7 @@ class BatchRun:
         if not txns:
             return
         outcome = self.persister.persist(txns, self.deadline_ms)
-        self.stats.add_outcome(outcome)
+        self.stats.add_counts(outcome)
         for txn_id, reason in outcome.failed.items():
             for plan in owners[txn_id]:
                 plan.failure = plan.failure or f"transaction {txn_id}: {reason}"
@@ -210,7 +200,7 @@ class BatchRun:
             self.stats.files += 1
             self.stats.file_rows += stats.rows
             self.stats.rejected += stats.rejected
-            self.stats.add_outcome(stats.outcome)
+            self.stats.add_counts(stats.outcome)
         if missing is not None:
             plan.problem = missing
             self._dead_letter([plan])

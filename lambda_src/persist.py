@@ -49,20 +49,29 @@ AWS_ERRORS = (ClientError, BotoCoreError, UnprocessedError)
 
 
 @dataclass
-class Outcome:
-    """Counts for metrics, plus transaction ids that must be retried (id -> reason)."""
+class PersistCounts:
+    """What storing and alerting did, summed per file and per invocation for metrics."""
 
     stored: int = 0
     unchanged: int = 0
     alerts_sent: int = 0
     alerts_unrecorded: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
 
-    def add(self, other: Outcome) -> None:
+    def add_counts(self, other: PersistCounts) -> None:
         self.stored += other.stored
         self.unchanged += other.unchanged
         self.alerts_sent += other.alerts_sent
         self.alerts_unrecorded += other.alerts_unrecorded
+
+
+@dataclass
+class Outcome(PersistCounts):
+    """Counts for metrics, plus transaction ids that must be retried (id -> reason)."""
+
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def add(self, other: Outcome) -> None:
+        self.add_counts(other)
         self.failed.update(other.failed)
 
 
