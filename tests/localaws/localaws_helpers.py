@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 
+from pipelinectl.localaws.runner import FunctionSpec
 from pipelinectl.resources.role import TRUST_POLICY
 
 REGION = "us-east-1"
@@ -113,3 +114,13 @@ class Local:
                 "events"
             ]
         ]
+
+
+def function_spec(**overrides: Any) -> FunctionSpec:
+    """A runner FunctionSpec for unit tests, with what a test cares about overridden."""
+    fields: dict[str, Any] = {
+        "name": "fn", "arn": "arn:aws:lambda:us-east-1:123456789012:function:fn",
+        "region": "us-east-1", "account": "123456789012", "handler": "h.handler",
+        "runtime": "python3.12", "timeout": 3, "memory": 128, "env": (), "code_sha": "sha",
+        "code": b""}
+    return FunctionSpec(**{**fields, **overrides})

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from localaws_helpers import function_spec
 
-from pipelinectl.localaws.runner import FunctionSpec, Worker
+from pipelinectl.localaws.runner import Worker
 
 
 def _worker(tmp_path: Path, source: str, timeout: int = 3, **files: str) -> Worker:
@@ -19,19 +20,7 @@ def _worker(tmp_path: Path, source: str, timeout: int = 3, **files: str) -> Work
         path = code / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
-    spec = FunctionSpec(
-        name="fn",
-        arn="arn:aws:lambda:us-east-1:123456789012:function:fn",
-        region="us-east-1",
-        account="123456789012",
-        handler="handler.handler",
-        runtime="python3.12",
-        timeout=timeout,
-        memory=128,
-        env=(("STAGE", "test"),),
-        code_sha="sha",
-        code=b"",
-    )
+    spec = function_spec(handler="handler.handler", timeout=timeout, env=(("STAGE", "test"),))
     return Worker(spec, code, "http://127.0.0.1:9")
 
 

@@ -7,10 +7,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from localaws_helpers import function_spec
 
 from pipelinectl.localaws.alarms import _Point, decide, statistic
 from pipelinectl.localaws.poller import _merge, failed_message_ids, sqs_record
-from pipelinectl.localaws.runner import FunctionSpec, Invocation
+from pipelinectl.localaws.runner import Invocation
 from pipelinectl.localaws.server import LocalAwsError, default_port
 from pipelinectl.localaws.telemetry import Telemetry, emf_datums, log_lines
 
@@ -151,24 +152,9 @@ def test_emf_skips_dimension_sets_whose_values_are_missing() -> None:
     assert {len(d["Dimensions"]) for _, d in datums} == {1}
 
 
-def _spec() -> FunctionSpec:
-    return FunctionSpec(
-        name="fn",
-        arn="arn:aws:lambda:us-east-1:123456789012:function:fn",
-        region="us-east-1",
-        account="123456789012",
-        handler="h.handler",
-        runtime="python3.12",
-        timeout=3,
-        memory=128,
-        env=(),
-        code_sha="sha",
-        code=b"",
-    )
-
-
 def test_log_lines_frame_the_output_like_lambda() -> None:
-    inv = Invocation("rid", _spec(), started=1000.0, ok=True, duration_ms=12.3, init_ms=45.6)
+    inv = Invocation("rid", function_spec(), started=1000.0, ok=True, duration_ms=12.3,
+                     init_ms=45.6)
     inv.max_memory_mb = 40
     inv.lines = [(999_500, "init line"), (1_000_005, "hello")]
     lines = [text for _, text in log_lines(inv)]
@@ -183,7 +169,7 @@ def test_log_lines_frame_the_output_like_lambda() -> None:
 
 
 def test_log_lines_of_a_timeout() -> None:
-    inv = Invocation("rid", _spec(), started=1000.0, timed_out=True, duration_ms=3000.0)
+    inv = Invocation("rid", function_spec(), started=1000.0, timed_out=True, duration_ms=3000.0)
     lines = [text for _, text in log_lines(inv)]
     assert lines[1].endswith("rid Task timed out after 3.00 seconds")
     assert lines[-1].endswith("Status: timeout")
