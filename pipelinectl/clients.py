@@ -59,7 +59,7 @@ class ClientFactory:
     _clients: dict[str, Client] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _session: Any = None
-    _identity: tuple[str, str] | None = None
+    _account: str | None = None
 
     @property
     def endpoint_url(self) -> str | None:
@@ -127,10 +127,9 @@ class ClientFactory:
             listener(call)
 
     def account_id(self) -> str:
-        if self._identity is None:
-            ident = self.client("sts").get_caller_identity()
-            self._identity = (str(ident["Account"]), str(ident["Arn"]))
-        return self._identity[0]
+        if self._account is None:
+            self._account = str(self.client("sts").get_caller_identity()["Account"])
+        return self._account
 
 
 @functools.cache
