@@ -26,15 +26,17 @@ MAX_PARALLEL_STEPS = 6  # the widest level of the step graph has five steps
 
 @dataclass(frozen=True)
 class Progress:
-    """One event for the renderer: a resource started or finished."""
+    """One event for the renderer: a resource started, waits for AWS (detail says what for)
+    or finished."""
 
-    phase: Literal["start", "done", "failed"]
+    phase: Literal["start", "wait", "done", "failed"]
     step: str
     kind: str
     name: str
     change: Change | None = None
     elapsed: float = 0.0
     error: str = ""
+    detail: str = ""
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -101,7 +103,8 @@ def apply(ctx: Context, steps: Iterable[str] = STEP_ORDER,
 
 def teardown(ctx: Context, keep_data: bool = False,
              on_progress: ProgressCallback | None = None) -> list[Change]:
-    after = {s: set(dependents(s)) for s in STEP_ORDER}
+    """Each step once the steps that need it, and those that write into it, are gone."""
+    after = {s: set(dependents(s)) | set(STEPS[s].removed_after) for s in STEP_ORDER}
 
     def remove(resource: Resource) -> Change:
         return resource.teardown(keep=keep_data and STEPS[resource.step].data)
@@ -109,25 +112,40 @@ def teardown(ctx: Context, keep_data: bool = False,
     return _run_graph(ctx, after, remove, on_progress, reverse=True)
 
 
+StepResult = tuple[list[Change], PipelineError | None]
+
+
 def _run_step(ctx: Context, step: str, work: Callable[[Resource], Change],
-              notify: ProgressCallback, reverse: bool) -> list[Change]:
-    """One step's resources in order (reversed for teardown), reporting each."""
+              notify: ProgressCallback, reverse: bool) -> StepResult:
+    """One step's resources in order (reversed for teardown), reporting each. Returns what
+    was done, and the error that stopped the step: what it did before stays reported."""
     items = build_for_teardown(step, ctx) if reverse else build(step, ctx)
     changes: list[Change] = []
     for resource in reversed(items) if reverse else items:
         notify(Progress("start", step, resource.kind, resource.name))
         started = time.monotonic()
+        resource.progress = _waiting(notify, step, resource, started)
         try:
             change = work(resource)
         except Exception as exc:
-            error = translate(exc, endpoint=ctx.factory.endpoint_url)
+            error = exc if isinstance(exc, PipelineError) else translate(
+                exc, endpoint=ctx.factory.endpoint_url)
             notify(Progress("failed", step, resource.kind, resource.name,
                             elapsed=time.monotonic() - started, error=str(error)))
-            raise error from exc
+            return changes, error
         changes.append(change)
         notify(Progress("done", step, resource.kind, resource.name, change,
                         time.monotonic() - started))
-    return changes
+    return changes, None
+
+
+def _waiting(notify: ProgressCallback, step: str, resource: Resource,
+             started: float) -> Callable[[str], None]:
+    def report(message: str) -> None:
+        notify(Progress("wait", step, resource.kind, resource.name,
+                        elapsed=time.monotonic() - started, detail=message))
+
+    return report
 
 
 def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
@@ -135,19 +153,20 @@ def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
                *, reverse: bool) -> list[Change]:
     """Start each step once everything it waits for is done. A failed step blocks only the
     steps that wait on it (directly or not); the others run to the end, so one re-run
-    finishes the job. The first failure is raised with everything that was done."""
+    finishes the job. The first failure is raised with everything that was done, the
+    resources a failed step finished before its failure included."""
     notify = on_progress or (lambda _event: None)
     done: dict[str, list[Change]] = {}
     blocked: set[str] = set()
     pending = dict(waits_for)
-    running: dict[Future[list[Change]], str] = {}
+    running: dict[Future[StepResult], str] = {}
     failure: tuple[str, PipelineError] | None = None
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL_STEPS) as pool:
         while pending or running:
             for step in [s for s, w in pending.items() if w & blocked]:
                 del pending[step]
                 blocked.add(step)
-            for step in [s for s, w in pending.items() if w <= set(done)]:
+            for step in [s for s, w in pending.items() if w <= set(done) - blocked]:
                 del pending[step]
                 running[pool.submit(_run_step, ctx, step, work, notify, reverse)] = step
             if not running:
@@ -156,12 +175,13 @@ def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
             for future in finished:
                 step = running.pop(future)
                 exc = future.exception()
-                if exc is None:
-                    done[step] = future.result()
+                changes, error = future.result() if exc is None else ([], translate(exc))
+                done[step] = changes
+                if error is None:
                     continue
                 blocked.add(step)
                 if failure is None:
-                    failure = (step, exc if isinstance(exc, PipelineError) else translate(exc))
+                    failure = (step, error)
     order = [s for s in (reversed(STEP_ORDER) if reverse else STEP_ORDER) if s in done]
     changes = [c for s in order for c in done[s]]
     if failure is not None:

@@ -29,12 +29,13 @@ if TYPE_CHECKING:
     from pipelinectl.operate.smoke import SmokeResult
 
 PIPED_WIDTH = 200
-ACTION_STYLE = {"create": "green", "update": "yellow", "unchanged": "dim", "conflict": "red",
-                "delete": "red", "absent": "dim", "refused": "red", "keep": "cyan"}
+ACTION_STYLE = {"create": "green", "update": "yellow", "replace": "magenta", "unchanged": "dim",
+                "conflict": "red", "delete": "red", "absent": "dim", "refused": "red",
+                "keep": "cyan"}
 HEALTH_STYLE = {"ok": "green", "warn": "yellow", "error": "red", "missing": "dim"}
-PAST = {"create": "created", "update": "updated", "unchanged": "unchanged",
-        "delete": "deleted", "absent": "already gone", "refused": "refused (not ours)",
-        "keep": "kept", "conflict": "conflict"}
+PAST = {"create": "created", "update": "updated", "replace": "replaced",
+        "unchanged": "unchanged", "delete": "deleted", "absent": "already gone",
+        "refused": "refused (not ours)", "keep": "kept", "conflict": "conflict"}
 
 
 class Renderer:
@@ -115,6 +116,8 @@ class Renderer:
                 key = (event.kind, event.name)
                 if event.phase == "start":
                     in_flight[key] = time.monotonic()
+                elif event.phase == "wait":
+                    self.console.print(_progress_line(event, time.monotonic() - started))
                 else:
                     in_flight.pop(key, None)
                     self.console.print(_progress_line(event, time.monotonic() - started))
@@ -232,6 +235,9 @@ def _progress_line(event: Progress, total: float) -> Text:
     if event.phase == "failed":
         return Text(f"  ✗ {event.step:<9} {event.kind} {event.name}: {event.error}",
                     style="red")
+    if event.phase == "wait":
+        return Text(f"  … {event.step:<9} {event.kind} {event.name}: {event.detail}  "
+                    f"{event.elapsed:.1f}s (t+{total:.1f}s)", style="yellow")
     change = event.change
     action = change.action if change else "done"
     what = f" ({', '.join(change.fields)})" if change and change.fields else ""

@@ -16,13 +16,18 @@ class Step:
     summary: str
     needs: tuple[str, ...] = ()
     data: bool = False  # holds user data: kept by `teardown --keep-data`
+    #: Steps that write into this one: teardown removes it only once they are gone (the
+    #: processor writes rejects into the bucket and items into the table, so deleting those
+    #: first races it and S3 answers BucketNotEmpty).
+    removed_after: tuple[str, ...] = ()
 
 
 STEPS: dict[str, Step] = {step.name: step for step in (
     Step("roles", "IAM execution role + least-privilege inline policy"),
     Step("bucket", "landing bucket: EventBridge on, public access blocked, TLS only",
-         data=True),
-    Step("table", "DynamoDB table (on-demand, point-in-time recovery)", data=True),
+         data=True, removed_after=("subscribe", "lambda")),
+    Step("table", "DynamoDB table (on-demand, point-in-time recovery)", data=True,
+         removed_after=("subscribe", "lambda")),
     Step("topic", "ingest + alerts topics, their policies, the pipeline's KMS key"),
     Step("queue", "queue + dead-letter queue + queue policy"),
     Step("lambda", "log group, then the processor function (deterministic zip)",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -20,8 +20,8 @@ from pipelinectl.clients import Client, ClientFactory
 from pipelinectl.config import TAG_KEY, Config, Names
 from pipelinectl.errors import NotOursError, PipelineError
 
-Action = Literal["create", "update", "unchanged", "conflict", "delete", "absent", "refused",
-                 "keep"]
+Action = Literal["create", "update", "replace", "unchanged", "conflict", "delete", "absent",
+                 "refused", "keep"]
 Observed = dict[str, Any]
 T = TypeVar("T")
 HealthLevel = Literal["ok", "warn", "error"]
@@ -120,6 +120,8 @@ class Resource(ABC):
     #: False for things that cannot carry tags (subscriptions, mappings, aliases): they are
     #: ours because they hang off a resource that is ours and are only found through it.
     taggable: ClassVar[bool] = True
+    #: Set by the engine for the run: tells the user what this resource is waiting for.
+    progress: Callable[[str], None] | None = None
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -153,6 +155,16 @@ class Resource(ABC):
         """State text, health and details for `status`; override where there is more."""
         return "exists", "ok", {}
 
+    def wait_deleted(self, observed: Observed) -> None:
+        """Wait until a resource that read() reported as {"deleting": True} is gone. Only
+        kinds whose deletion AWS finishes asynchronously report that, and override this."""
+        raise NotImplementedError(f"{self.kind} has no deleting state")
+
+    def waiting(self, message: str) -> None:
+        """Say what we wait for (the engine shows it as progress)."""
+        if self.progress is not None:
+            self.progress(message)
+
     # -- generic behaviour built on the methods above -------------------------------------
 
     def parents(self) -> list[Resource]:
@@ -182,6 +194,9 @@ class Resource(ABC):
             observed = self.read()
         if observed is None:
             return self.change("create")
+        if observed.get("deleting"):  # whoever owned it, it is going: ours comes after it
+            return self.change("create", detail=f"the previous {self.kind} is still being "
+                               "deleted: up waits until it is gone, then creates it")
         problem = self.owner_problem(observed)
         if problem:
             return self.change("conflict", detail=problem)
@@ -199,6 +214,11 @@ class Resource(ABC):
                 "in [names] of pipeline.toml."
             )
         if planned.action == "create":
+            if observed is not None and observed.get("deleting"):
+                self.wait_deleted(observed)
+            self.create()
+        elif planned.action == "replace" and observed is not None:
+            self.delete(observed)
             self.create()
         elif planned.action == "update" and observed is not None:
             self.update(set(planned.fields), observed)
@@ -208,6 +228,9 @@ class Resource(ABC):
         observed = self.read()
         if observed is None:
             return self.change("absent")
+        if observed.get("deleting"):  # an earlier teardown started it: see it through
+            self.wait_deleted(observed)
+            return self.change("absent", detail="its deletion was already under way")
         problem = self.owner_problem(observed)
         if problem:
             return self.change("refused", detail=problem)
@@ -220,6 +243,9 @@ class Resource(ABC):
         observed = self.read()
         if observed is None:
             return StatusRow(self.step, self.kind, self.name, self.arn, "missing", "missing")
+        if observed.get("deleting"):
+            return StatusRow(self.step, self.kind, self.name, self.arn, "being deleted",
+                             "missing")
         problem = self.owner_problem(observed)
         if problem:
             return StatusRow(self.step, self.kind, self.name, self.arn, f"not ours: {problem}",
@@ -241,15 +267,19 @@ SETTLE_DELAYS = (1, 2, 3, 5, 8, 10, 10, 10, 10)
 
 
 def retry_while(settling: Callable[[Exception], bool], call: Callable[[], T],
-                give_up: Callable[[Exception], str]) -> T:
+                give_up: Callable[[Exception], str], delays: Sequence[float] = SETTLE_DELAYS,
+                on_retry: Callable[[Exception], None] | None = None) -> T:
     """Retry `call` while AWS answers with a state that settles by itself, and nothing else;
-    after SETTLE_DELAYS, raise a PipelineError with `give_up(last error)`."""
-    for delay in SETTLE_DELAYS:
+    after `delays`, raise a PipelineError with `give_up(last error)`. `on_retry` hears of
+    each refusal (to tell the user what is being waited for)."""
+    for delay in delays:
         try:
             return call()
         except Exception as exc:
             if not settling(exc):
                 raise
+            if on_retry is not None:
+                on_retry(exc)
         time.sleep(delay)
     try:
         return call()
@@ -257,6 +287,16 @@ def retry_while(settling: Callable[[Exception], bool], call: Callable[[], T],
         if not settling(exc):
             raise
         raise PipelineError(give_up(exc)) from exc
+
+
+def wait_until(done: Callable[[], bool], delays: Sequence[float] = SETTLE_DELAYS) -> bool:
+    """Poll `done` (for AWS operations that finish asynchronously and have no boto3 waiter);
+    False if it still is not done once `delays` have passed."""
+    for delay in delays:
+        if done():
+            return True
+        time.sleep(delay)
+    return done()
 
 
 def error_code(exc: Exception) -> str:

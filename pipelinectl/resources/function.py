@@ -14,6 +14,7 @@ from typing import Any
 from pipelinectl import packaging
 from pipelinectl.resources.base import (
     KNOWN_AFTER_APPLY,
+    Change,
     Context,
     Health,
     HealthLevel,
@@ -28,6 +29,13 @@ from pipelinectl.resources.queues import DeadLetterQueue
 ROLE_NOT_READY = ("cannot be assumed by Lambda",
                   "execution role does not have permissions to call")
 WAIT = {"Delay": 1, "MaxAttempts": 120}
+# Lambda Developer Guide, "Lambda function states": while LastUpdateStatus is InProgress,
+# UpdateFunctionCode and UpdateFunctionConfiguration fail (ResourceConflictException "An
+# update is in progress"), so every update waits for the previous one first; "When function
+# creation fails, Lambda sets the function state to Failed, and you must delete and recreate
+# the function"; a failed update (LastUpdateStatus Failed) leaves the previous code and
+# configuration in place, so the update is made again.
+CONFIG_FIELDS = ("runtime", "handler", "role", "timeout", "memory", "environment")
 
 
 class LogGroup(Resource):
@@ -143,7 +151,9 @@ class Function(Resource):
             "environment": conf.get("Environment", {}).get("Variables", {}),
             "tags": function.get("Tags", {}),
             "state": conf.get("State", "Active"),
+            "state_reason": conf.get("StateReason", ""),
             "last_update": conf.get("LastUpdateStatus", "Successful"),
+            "last_update_reason": conf.get("LastUpdateStatusReason", ""),
             "code_size": conf.get("CodeSize", 0),
         }
 
@@ -153,6 +163,25 @@ class Function(Resource):
                 "Role": wanted["role"], "Timeout": wanted["timeout"],
                 "MemorySize": wanted["memory"],
                 "Environment": {"Variables": wanted["environment"]}}
+
+    def plan(self, observed: Observed | None = None, *, read: bool = True) -> Change:
+        """A function Lambda left Failed is not "unchanged", whatever its fields say."""
+        if read:
+            observed = self.read()
+        planned = super().plan(observed, read=False)
+        if observed is None or planned.action not in {"update", "unchanged"}:
+            return planned
+        if observed["state"] == "Failed":
+            return self.change("replace", detail=(
+                f"Lambda left it in state Failed ({observed['state_reason'] or 'no reason'})"
+                ": a function whose creation failed is deleted and created again"))
+        if observed["last_update"] == "Failed":
+            fields = ("code_sha256", *CONFIG_FIELDS, *(
+                f for f in planned.fields if f not in {"code_sha256", *CONFIG_FIELDS}))
+            return self.change("update", fields, detail=(
+                f"its last update failed ({observed['last_update_reason'] or 'no reason'})"
+                ": code and configuration are applied again"))
+        return planned
 
     def create(self) -> None:
         artifact = self.artifact()
@@ -164,11 +193,16 @@ class Function(Resource):
 
     def update(self, fields: set[str], observed: Observed) -> None:
         lam = self.ctx.client("lambda")
+        if observed.get("state") == "Pending":
+            self._wait("function_active_v2")
+        if observed.get("last_update") == "InProgress":
+            self.waiting("Lambda is still applying a previous update; waiting for it")
+            self._wait("function_updated_v2")
         if "code_sha256" in fields:
             lam.update_function_code(FunctionName=self.name, ZipFile=self.artifact().data)
             self._wait("function_updated_v2")
-        keys = {"runtime": "Runtime", "handler": "Handler", "role": "Role",
-                "timeout": "Timeout", "memory": "MemorySize", "environment": "Environment"}
+        keys = dict(zip(CONFIG_FIELDS, ("Runtime", "Handler", "Role", "Timeout", "MemorySize",
+                                        "Environment"), strict=True))
         configuration = self._configuration()
         changed = {keys[f]: configuration[keys[f]] for f in sorted(fields) if f in keys}
         if changed:

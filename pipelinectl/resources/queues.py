@@ -11,9 +11,25 @@ import contextlib
 import json
 from typing import Any
 
-from pipelinectl.resources.base import Health, Observed, Resource, parse_policy, policy_json
+from pipelinectl.resources.base import (
+    Health,
+    Observed,
+    Resource,
+    parse_policy,
+    policy_json,
+    retry_while,
+    wait_until,
+)
 
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+# SQS API reference, DeleteQueue: "When you delete a queue, the deletion process takes up to
+# 60 seconds. Requests you send involving that queue during the 60 seconds might succeed
+# [...] you must wait at least 60 seconds before creating a queue with the same name"
+# (CreateQueue answers QueueDeletedRecently; botocore surfaces it as Error.Code
+# "AWS.SimpleQueueService.QueueDeletedRecently" from the x-amzn-query-error header and maps
+# it to sqs.exceptions.QueueDeletedRecently). So `up` retries the name for a little more
+# than those 60 seconds, and teardown waits (as long) until the name stops answering.
+NAME_REUSE_DELAYS = (5.0,) * 14
 
 
 class _Queue(Resource):
@@ -45,9 +61,14 @@ class _Queue(Resource):
         if url is None:
             return None
         sqs = self.ctx.client("sqs")
-        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        try:
+            attrs = sqs.get_queue_attributes(QueueUrl=url,
+                                             AttributeNames=["All"])["Attributes"]
+            tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+        except sqs.exceptions.QueueDoesNotExist:  # deleted: its URL answers a little longer
+            return {"deleting": True}
         observed = _observed_attributes(attrs)
-        observed["tags"] = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+        observed["tags"] = tags
         observed["url"] = url
         observed["depth"] = {k: int(attrs.get(k, 0)) for k in (
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
@@ -55,8 +76,29 @@ class _Queue(Resource):
         return observed
 
     def create(self) -> None:
-        self.ctx.client("sqs").create_queue(QueueName=self.name, Attributes=self._attributes(),
-                                            tags=self.ctx.tags)
+        sqs = self.ctx.client("sqs")
+        retry_while(
+            lambda exc: isinstance(exc, sqs.exceptions.QueueDeletedRecently),
+            lambda: sqs.create_queue(QueueName=self.name, Attributes=self._attributes(),
+                                     tags=self.ctx.tags),
+            lambda exc: (f"SQS still refuses the queue name {self.name} after "
+                         f"{sum(NAME_REUSE_DELAYS):.0f}s because a queue of that name was "
+                         "deleted moments ago; wait a minute and re-run the command."),
+            delays=NAME_REUSE_DELAYS,
+            on_retry=lambda exc: self.waiting(
+                "a queue of this name was deleted less than 60s ago and SQS refuses the "
+                "name until then; retrying"))
+
+    def wait_deleted(self, observed: Observed) -> None:
+        """Its URL still answers but the queue is going: CreateQueue might hand back the
+        dying queue's URL, so wait until the name stops answering."""
+        self._wait_name_free()
+
+    def _wait_name_free(self) -> None:
+        if self.url() is None:
+            return
+        self.waiting("SQS takes up to 60s to delete a queue; waiting until its name is free")
+        wait_until(lambda: self.url() is None, NAME_REUSE_DELAYS)
 
     def update(self, fields: set[str], observed: Observed) -> None:
         sqs = self.ctx.client("sqs")
@@ -71,6 +113,9 @@ class _Queue(Resource):
         sqs = self.ctx.client("sqs")
         with contextlib.suppress(sqs.exceptions.QueueDoesNotExist):
             sqs.delete_queue(QueueUrl=observed["url"])
+        # While the name still answers, an `up` right after would see the dying queue as
+        # present and leave it be; wait until it stops answering (it is going regardless).
+        self._wait_name_free()
 
     def health(self, observed: Observed) -> Health:
         depth = observed["depth"]

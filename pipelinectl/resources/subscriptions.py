@@ -7,12 +7,26 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from pipelinectl.resources.base import Health, HealthLevel, Observed, Resource, error_code
+from pipelinectl.errors import PipelineError
+from pipelinectl.resources.base import (
+    Health,
+    HealthLevel,
+    Observed,
+    Resource,
+    error_code,
+    wait_until,
+)
 from pipelinectl.resources.function import Function, retry_while_role_propagates
 from pipelinectl.resources.queues import Queue
 from pipelinectl.resources.topics import AlertsTopic, IngestTopic
 
 BATCH_FAILURES = ["ReportBatchItemFailures"]
+# Lambda API reference, DeleteEventSourceMapping: "When you delete an event source mapping, it
+# enters a Deleting state and might not be completely deleted for several seconds." Until it
+# is gone Lambda may still deliver batches (teardown waits before deleting what the function
+# writes into) and a new mapping for the same queue and function conflicts with it (`up`
+# waits). Lambda has no waiter for this, so we poll GetEventSourceMapping.
+MAPPING_GONE_DELAYS = (1.0, 2.0, 3.0) + (5.0,) * 23
 
 
 class _Subscription(Resource):
@@ -164,9 +178,11 @@ class EventSourceMapping(Resource):
             ).get("EventSourceMappings", [])
         except lam.exceptions.ResourceNotFoundException:
             return None
-        if not mappings:
-            return None
-        mapping = mappings[0]
+        live = [m for m in mappings if m.get("State") != "Deleting"]
+        if not live:
+            return {"deleting": True, "uuids": [m["UUID"] for m in mappings]} if mappings \
+                else None
+        mapping = live[0]
         self.ctx.cache["mapping_uuid"] = mapping["UUID"]
         return {"uuid": mapping["UUID"],
                 "batch_size": mapping.get("BatchSize"),
@@ -202,6 +218,26 @@ class EventSourceMapping(Resource):
         lam = self.ctx.client("lambda")
         with contextlib.suppress(lam.exceptions.ResourceNotFoundException):
             lam.delete_event_source_mapping(UUID=observed["uuid"])
+        self.wait_deleted({"uuids": [observed["uuid"]]})
+
+    def wait_deleted(self, observed: Observed) -> None:
+        lam = self.ctx.client("lambda")
+
+        def gone(uuid: str) -> bool:
+            try:
+                lam.get_event_source_mapping(UUID=uuid)
+            except lam.exceptions.ResourceNotFoundException:
+                return True
+            return False
+
+        uuids = [u for u in observed["uuids"] if not gone(u)]
+        if not uuids:
+            return
+        self.waiting("Lambda is deleting the event source mapping; waiting until it is gone")
+        if not wait_until(lambda: all(gone(u) for u in uuids), MAPPING_GONE_DELAYS):
+            raise PipelineError(
+                f"The event source mapping {self.name} is still being deleted after "
+                f"{sum(MAPPING_GONE_DELAYS):.0f}s; re-run the command in a minute.")
 
     def health(self, observed: Observed) -> Health:
         state = str(observed["state"])

@@ -18,6 +18,11 @@ from pipelinectl.resources.base import (
 )
 
 KEY = "transaction_id"
+# DynamoDB API reference, DeleteTable: "After a DeleteTable request, the specified table is in
+# the DELETING state until DynamoDB completes the deletion." CreateTable of that name fails
+# until then, so `up` waits for it to go and teardown returns once it is gone (boto3's
+# table_not_exists waiter polls DescribeTable until ResourceNotFoundException).
+GONE_WAIT = {"Delay": 2, "MaxAttempts": 150}
 
 
 class Table(Resource):
@@ -42,6 +47,8 @@ class Table(Resource):
             table = ddb.describe_table(TableName=self.name)["Table"]
         except ddb.exceptions.ResourceNotFoundException:
             return None
+        if table["TableStatus"] == "DELETING":
+            return {"deleting": True}
         attr_types = {a["AttributeName"]: a["AttributeType"]
                       for a in table.get("AttributeDefinitions", [])}
         key = ",".join(f"{k['AttributeName']}:{attr_types.get(k['AttributeName'])}:{k['KeyType']}"
@@ -107,6 +114,16 @@ class Table(Resource):
                 raise
             ddb.get_waiter("table_exists").wait(TableName=self.name)
             ddb.delete_table(TableName=self.name)
+        self.wait_deleted(observed)
+
+    def wait_deleted(self, observed: Observed) -> None:
+        ddb = self.ctx.client("dynamodb")
+        try:
+            ddb.describe_table(TableName=self.name)
+        except ddb.exceptions.ResourceNotFoundException:
+            return
+        self.waiting("DynamoDB is deleting the table; waiting until it is gone")
+        ddb.get_waiter("table_not_exists").wait(TableName=self.name, WaiterConfig=GONE_WAIT)
 
     def health(self, observed: Observed) -> Health:
         state = str(observed["status"])
