@@ -12,10 +12,10 @@ import json
 from typing import Any
 
 import pytest
+from aws_answers import AfterDeletion
 
 from pipelinectl import engine
 from pipelinectl.engine import Progress
-from aws_answers import AfterDeletion
 
 
 def test_teardown_then_up_right_away_works(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
