@@ -86,8 +86,8 @@ def check_needs(ctx: Context, step: str) -> None:
     for need in STEPS[step].needs:
         for resource in build(need, ctx):
             with aws_errors(ctx):
-                missing = resource.read() is None
-            if missing:
+                seen = resource.read()
+            if seen is None or seen.get("deleting"):
                 raise PipelineError(
                     f"The {resource.kind} {resource.name} does not exist yet: run "
                     f"`pipelinectl {need}` (or `pipelinectl up`) before `pipelinectl {step}`."
