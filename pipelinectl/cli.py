@@ -143,7 +143,7 @@ def up(ctx: click.Context, dry_run: bool) -> None:
 @main.command()
 @click.pass_context
 def plan(ctx: click.Context) -> None:
-    """What `up` would change: create / update (which fields) / unchanged. Read-only."""
+    """What `up` would change: create / update (which fields) / replace / unchanged."""
     _apply_steps(ctx, STEP_ORDER, dry_run=True)
 
 
@@ -164,7 +164,8 @@ def status(ctx: click.Context) -> None:
 @click.option("--keep-data", is_flag=True, help="Keep the bucket and the table.")
 @click.pass_context
 def teardown(ctx: click.Context, yes: bool, keep_data: bool) -> None:
-    """Delete everything this pipeline created (only what carries its tag)."""
+    """Delete everything this pipeline created (only what carries its tag); waits until
+    AWS has finished deleting it."""
     from pipelinectl import engine
 
     pipeline = _context(ctx)
