@@ -23,7 +23,8 @@ class Step:
 
 
 STEPS: dict[str, Step] = {step.name: step for step in (
-    Step("roles", "IAM execution role + least-privilege inline policy"),
+    # roles needs topic: the role is granted the topics' key by its ARN, known once it exists.
+    Step("roles", "IAM execution role + least-privilege inline policy", ("topic",)),
     Step("bucket", "landing bucket: EventBridge on, public access blocked, TLS only",
          data=True, removed_after=("subscribe", "lambda")),
     Step("table", "DynamoDB table (on-demand, point-in-time recovery)", data=True,

@@ -8,6 +8,7 @@ from pipelinectl.resources.alarms import Alarm, alarm_specs
 from pipelinectl.resources.base import Context, Resource
 from pipelinectl.resources.bucket import Bucket
 from pipelinectl.resources.function import Function, LogGroup
+from pipelinectl.resources.kms import PipelineKey
 from pipelinectl.resources.queues import DeadLetterQueue, Queue
 from pipelinectl.resources.role import Role
 from pipelinectl.resources.rule import Rule
@@ -17,7 +18,7 @@ from pipelinectl.resources.subscriptions import (
     QueueSubscription,
 )
 from pipelinectl.resources.table import Table
-from pipelinectl.resources.topics import AlertsTopic, IngestTopic, PipelineKey
+from pipelinectl.resources.topics import AlertsTopic, IngestTopic
 
 
 def _topics(ctx: Context) -> list[Resource]:

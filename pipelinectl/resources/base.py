@@ -13,7 +13,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pipelinectl.clients import Client, ClientFactory
@@ -216,13 +216,37 @@ class Resource(ABC):
         if planned.action == "create":
             if observed is not None and observed.get("deleting"):
                 self.wait_deleted(observed)
-            self.create()
+            try:
+                self.create()
+            except Exception as exc:
+                if error_code(exc) not in CREATED_MEANWHILE:
+                    raise
+                return self._adopt_created_meanwhile(exc)
         elif planned.action == "replace" and observed is not None:
             self.delete(observed)
             self.create()
         elif planned.action == "update" and observed is not None:
             self.update(set(planned.fields), observed)
         return planned
+
+    def _adopt_created_meanwhile(self, exc: Exception) -> Change:
+        """Another run created this resource between our read and our create (two `up` at
+        once): adopt it when it is ours, bringing it to the desired state like any update."""
+        observed = self.read()
+        if observed is None:
+            raise exc
+        planned = self.plan(observed, read=False)
+        if planned.action == "conflict":
+            raise PipelineError(
+                f"The {self.kind} {self.name!r} was created by someone else while this run was "
+                f"creating it, and it {planned.detail}. If another `pipelinectl up` is running, "
+                "let it finish, then run `pipelinectl up` again."
+            ) from exc
+        if planned.action == "update":
+            self.update(set(planned.fields), observed)
+        elif planned.action != "unchanged":  # e.g. still being deleted: not another run's
+            raise exc
+        return replace(planned, detail="created meanwhile by another run; adopted")
 
     def teardown(self, keep: bool = False) -> Change:
         observed = self.read()
@@ -260,6 +284,14 @@ def _matches(key: str, have: Any, want: Any) -> bool:
         return isinstance(have, dict) and all(have.get(k) == v for k, v in want.items())
     return bool(have == want)
 
+
+# What a create answers when the resource appeared since we read it (another run made it):
+# IAM, KMS, CloudWatch Logs, DynamoDB CreateTable, S3, Lambda CreateFunction, SQS.
+CREATED_MEANWHILE = frozenset({
+    "EntityAlreadyExists", "AlreadyExistsException", "ResourceAlreadyExistsException",
+    "ResourceInUseException", "BucketAlreadyOwnedByYou", "ResourceConflictException",
+    "QueueNameExists",
+})
 
 # About a minute in all: how long AWS's eventual consistency (IAM propagation, a table's
 # backups becoming available) is worth waiting for before telling the user.

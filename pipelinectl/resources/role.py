@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelinectl.errors import PipelineError
 from pipelinectl.resources.base import (
+    KNOWN_AFTER_APPLY,
     Health,
     Observed,
     Resource,
@@ -18,7 +20,7 @@ from pipelinectl.resources.base import (
     tag_dict,
     tag_list,
 )
-from pipelinectl.resources.topics import topic_key_resource
+from pipelinectl.resources.kms import topic_key_arn
 
 POLICY_NAME = "pipeline-access"
 TRUST_POLICY = {
@@ -46,12 +48,23 @@ class Role(Resource):
     def arn(self) -> str:
         return self.ctx.arn("iam", f"role/{self.name}", region=False)
 
-    def inline_policy(self) -> dict[str, Any]:
+    def inline_policy(self, key_arn: str | None) -> dict[str, Any]:
+        """The grants, given the ARN of the topics' key (None: topics not encrypted)."""
         ctx, names = self.ctx, self.ctx.names
         bucket = f"arn:{ctx.partition}:s3:::{names.bucket}"
         statements: list[dict[str, Any]] = [
             {"Sid": "ReadIncomingFiles", "Effect": "Allow", "Action": "s3:GetObject",
              "Resource": f"{bucket}/incoming/*"},
+            # Without s3:ListBucket, S3 answers GetObject on a missing key with 403
+            # AccessDenied instead of 404 NoSuchKey (S3 API Reference, GetObject,
+            # "Permissions"), and a missing object could not be told from a denied read.
+            # Limited to listing under incoming/ with the s3:prefix condition key (IAM User
+            # Guide example "Allows access to a home directory in Amazon S3", StringLike on
+            # s3:prefix). S3 does not document which s3:prefix it evaluates for this 404/403
+            # decision; if it is not met, a missing object stays a 403, which the processor
+            # retries and the queue's redrive policy finally moves to the DLQ.
+            {"Sid": "TellMissingIncomingFiles", "Effect": "Allow", "Action": "s3:ListBucket",
+             "Resource": bucket, "Condition": {"StringLike": {"s3:prefix": "incoming/*"}}},
             {"Sid": "WriteRejects", "Effect": "Allow", "Action": "s3:PutObject",
              "Resource": f"{bucket}/rejected/*"},
             {"Sid": "StoreTransactions", "Effect": "Allow", "Action": TABLE_ACTIONS,
@@ -66,19 +79,21 @@ class Role(Resource):
              "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": ctx.arn("logs", f"log-group:{names.log_group}:*")},
         ]
-        key_resource, key_condition = topic_key_resource(ctx)
-        if key_resource:
-            statement: dict[str, Any] = {
-                "Sid": "UseTopicKey", "Effect": "Allow",
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": key_resource}
-            if key_condition:
-                statement["Condition"] = key_condition
-            statements.append(statement)
+        if key_arn:
+            statements.append({"Sid": "UseTopicKey", "Effect": "Allow",
+                               "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                               "Resource": key_arn})
         return {"Version": "2012-10-17", "Statement": statements}
 
+    def _wanted_policy(self) -> Any:
+        """The inline policy as desired; KNOWN_AFTER_APPLY while the topics' key is not made."""
+        key_arn = topic_key_arn(self.ctx)
+        if key_arn is KNOWN_AFTER_APPLY:
+            return KNOWN_AFTER_APPLY
+        return parse_policy(policy_json(self.inline_policy(key_arn)))
+
     def desired(self) -> Observed:
-        return {"trust_policy": TRUST_POLICY,
-                "inline_policy": parse_policy(policy_json(self.inline_policy())),
+        return {"trust_policy": TRUST_POLICY, "inline_policy": self._wanted_policy(),
                 "tags": self.ctx.tags}
 
     def read(self) -> Observed | None:
@@ -98,18 +113,27 @@ class Role(Resource):
 
     def create(self) -> None:
         iam = self.ctx.client("iam")
+        policy = self._policy_to_put()  # before CreateRole: a bad key setting creates nothing
         iam.create_role(
             RoleName=self.name,
             AssumeRolePolicyDocument=policy_json(TRUST_POLICY),
             Description=f"pipelinectl: execution role of {self.ctx.names.function}",
             Tags=tag_list(self.ctx.tags),
         )
-        self._put_policy()
+        self._put_policy(policy)
 
-    def _put_policy(self) -> None:
+    def _policy_to_put(self) -> dict[str, Any]:
+        policy = self._wanted_policy()
+        if policy is KNOWN_AFTER_APPLY:  # the step graph runs `topic` first; alone, say so
+            raise PipelineError(
+                f"The KMS key {self.ctx.names.kms_alias} does not exist yet: run `pipelinectl "
+                "topic` (or `pipelinectl up`) before `pipelinectl roles`.")
+        return dict(policy)
+
+    def _put_policy(self, policy: dict[str, Any] | None = None) -> None:
+        document = policy if policy is not None else self._policy_to_put()
         self.ctx.client("iam").put_role_policy(
-            RoleName=self.name, PolicyName=POLICY_NAME,
-            PolicyDocument=policy_json(self.inline_policy()))
+            RoleName=self.name, PolicyName=POLICY_NAME, PolicyDocument=policy_json(document))
 
     def update(self, fields: set[str], observed: Observed) -> None:
         iam = self.ctx.client("iam")

@@ -52,11 +52,9 @@ def test_up_creates_every_resource_with_its_settings(pipeline: Any) -> None:
     assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"]
     key_policy = json.loads(kms.get_key_policy(KeyId=key["KeyId"],
                                                PolicyName="default")["Policy"])
-    for sid, service in (("EventBridgePublishesToTopics", "events.amazonaws.com"),
-                         ("CloudWatchAlarmsPublishToTopics", "cloudwatch.amazonaws.com")):
-        grant = statement(key_policy, sid)
-        assert grant["Principal"] == {"Service": service}
-        assert grant["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    # Who may use the key, and on what condition: tests/provisioning/test_kms.py.
+    assert {s["Sid"] for s in key_policy["Statement"]} >= {
+        "EventBridgePublishesToTopics", "CloudWatchAlarmsPublishToTopics"}
     sns = p.client("sns")
     ingest = sns.get_topic_attributes(TopicArn=arn("sns", "ecommerce-ingest"))["Attributes"]
     assert ingest["KmsMasterKeyId"] == "alias/ecommerce-pipeline"
@@ -152,7 +150,7 @@ def test_up_creates_every_resource_with_its_settings(pipeline: Any) -> None:
 
 def test_role_is_least_privilege_with_exact_arns(pipeline: Any) -> None:
     p = pipeline()
-    engine.apply(p.ctx, ["roles"])
+    engine.apply(p.ctx, ["topic", "roles"])
     iam = p.client("iam")
     role = iam.get_role(RoleName="ecommerce-processor-role")["Role"]
     # Assumable by Lambda: the service principal, and no condition Lambda cannot satisfy.
@@ -166,6 +164,10 @@ def test_role_is_least_privilege_with_exact_arns(pipeline: Any) -> None:
     bucket = f"arn:aws:s3:::ecommerce-landing-{ACCOUNT}-{REGION}"
     grants = {s["Sid"]: (s["Action"], s["Resource"]) for s in policy["Statement"]}
     assert grants["ReadIncomingFiles"] == ("s3:GetObject", f"{bucket}/incoming/*")
+    # Listing under incoming/ only: a missing object is then a 404, not a 403.
+    assert grants["TellMissingIncomingFiles"] == ("s3:ListBucket", bucket)
+    assert statement(policy, "TellMissingIncomingFiles")["Condition"] == {
+        "StringLike": {"s3:prefix": "incoming/*"}}
     assert grants["WriteRejects"] == ("s3:PutObject", f"{bucket}/rejected/*")
     assert grants["PublishAlerts"] == ("sns:Publish", arn("sns", "ecommerce-alerts"))
     assert grants["DeadLetterInvalidMessages"] == ("sqs:SendMessage",
@@ -184,11 +186,9 @@ def test_role_is_least_privilege_with_exact_arns(pipeline: Any) -> None:
         actions = statement_["Action"] if isinstance(statement_["Action"], list) else [
             statement_["Action"]]
         assert not any(a.endswith(":*") or a == "*" for a in actions)
-        if statement_["Sid"] != "UseTopicKey":
-            assert "*" not in statement_["Resource"].split(":")[-1].rstrip("/*:")
-    key = statement(policy, "UseTopicKey")
-    assert key["Condition"] == {
-        "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/ecommerce-pipeline"}}
+        assert "*" not in statement_["Resource"].split(":")[-1].rstrip("/*:")
+    key_arn = p.client("kms").describe_key(KeyId="alias/ecommerce-pipeline")["KeyMetadata"]
+    assert statement(policy, "UseTopicKey")["Resource"] == key_arn["Arn"]
     assert role["Tags"] == [{"Key": TAG_KEY, "Value": "ecommerce"}] or \
         iam.list_role_tags(RoleName="ecommerce-processor-role")["Tags"] == [
             {"Key": TAG_KEY, "Value": "ecommerce"}]
@@ -196,7 +196,7 @@ def test_role_is_least_privilege_with_exact_arns(pipeline: Any) -> None:
 
 def test_steps_one_by_one_in_readme_order_reach_the_state_of_up(cli: Any,
                                                                  pipeline: Any) -> None:
-    for step in ("roles", "bucket", "table", "topic", "queue", "lambda", "rule", "subscribe",
+    for step in ("topic", "roles", "bucket", "table", "queue", "lambda", "rule", "subscribe",
                  "alarms"):
         result = cli(step)
         assert result.exit_code == 0, result.output
