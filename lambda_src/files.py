@@ -112,9 +112,10 @@ class FileProcessor:
             if code in MISSING_OBJECT_CODES:
                 raise Rejected("object_not_found", f"{ref.uri} does not exist ({code})") from None
             if code in DENIED_CODES:
-                # The role may not list the bucket (least privilege), so S3 answers a missing
-                # object with AccessDenied; retrying cannot help either way.
-                raise Rejected("object_not_found",
-                               f"{ref.uri} is missing or not readable by the function "
-                               f"({code})") from None
+                # The role may list incoming/ (s3:ListBucket), so a missing object answers 404
+                # (S3 API Reference, GetObject, "Permissions"): a 403 is a denial that can
+                # pass (IAM changes propagate in seconds, a key grant is being added), so it
+                # is retried; the queue's redrive policy bounds the retries.
+                raise TransientError(f"{ref.uri} is not readable by the function yet "
+                                     f"({code}); will retry") from None
             raise

@@ -10,6 +10,7 @@ from typing import Any
 
 from pipelinectl import config as config_module
 from pipelinectl.clients import ClientFactory
+from pipelinectl.localaws.iamconditions import conditions_met
 from pipelinectl.resources.base import Context
 from pipelinectl.resources.role import Role
 
@@ -20,12 +21,14 @@ BIG = {"transaction_id": "big-1", "amount": "1500.00", "timestamp": "2024-08-09T
 ACTION = {"PublishBatch": "sns:Publish", "SendMessageBatch": "sqs:SendMessage"}
 
 
-def granted(policy: dict[str, Any], action: str, resource: str) -> bool:
+def granted(policy: dict[str, Any], action: str, resource: str,
+            context: dict[str, list[str]] | None = None) -> bool:
     for statement in policy["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [
             statement["Action"]]
         if any(fnmatch.fnmatchcase(action, a) for a in actions) and fnmatch.fnmatchcase(
-                resource, statement["Resource"]):
+                resource, statement["Resource"]) and conditions_met(
+                statement.get("Condition", {}), context or {}):
             return True
     return False
 
@@ -47,7 +50,8 @@ def test_every_recorded_call_is_granted_by_the_role_policy(pipeline: Pipeline) -
     config = config_module.load({}, {})
     ctx = Context(config=config, factory=ClientFactory(config), account="123456789012",
                   region="us-east-1")
-    policy = Role(ctx).inline_policy()
+    key_arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    policy = Role(ctx).inline_policy(key_arn)
     pipeline.s3.put_object(Bucket=BUCKET, Key="incoming/a.csv",
                            Body=b"transaction_id,amount,timestamp\n1,5000,x\n"
                                 b"2,2000,2024-08-09T00:00Z\n3,20,2024-08-09T00:00Z\n")
@@ -62,3 +66,11 @@ def test_every_recorded_call_is_granted_by_the_role_policy(pipeline: Pipeline) -
     for call in calls:
         action = ACTION.get(call.operation, f"{call.service}:{call.operation}")
         assert granted(policy, action, resource_of(call, pipeline)), (action, call.params)
+        if call.operation == "GetObject":
+            # S3 answers a missing key with 404 only to a caller that may list it: the
+            # processor dead-letters a 404 and retries a 403 (test_missing_object.py).
+            prefix = call.params["Key"].rsplit("/", 1)[0] + "/"
+            assert granted(policy, "s3:ListBucket", f"arn:aws:s3:::{call.params['Bucket']}",
+                           {"s3:prefix": [prefix]}), call.params
+    assert not granted(policy, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}",
+                       {"s3:prefix": ["rejected/"]})  # listing stays limited to incoming/
