@@ -285,8 +285,13 @@ def _matches(key: str, have: Any, want: Any) -> bool:
     return bool(have == want)
 
 
-# What a create answers when the resource appeared since we read it (another run made it):
-# IAM, KMS, CloudWatch Logs, DynamoDB CreateTable, S3, Lambda CreateFunction, SQS.
+# What a create answers when the resource appeared since we read it (another run made it),
+# per each API reference's error list: IAM "EntityAlreadyExists" (the request "attempted to
+# create a resource that already exists"), KMS CreateAlias "AlreadyExistsException", Logs
+# CreateLogGroup "ResourceAlreadyExistsException", DynamoDB CreateTable
+# "ResourceInUseException", S3 "BucketAlreadyOwnedByYou", Lambda "ResourceConflictException"
+# ("The resource already exists, or another operation is in progress"), SQS "QueueNameExists".
+# Adoption re-reads first, so a code that meant something else finds nothing new to adopt.
 CREATED_MEANWHILE = frozenset({
     "EntityAlreadyExists", "AlreadyExistsException", "ResourceAlreadyExistsException",
     "ResourceInUseException", "BucketAlreadyOwnedByYou", "ResourceConflictException",

@@ -137,8 +137,9 @@ class PipelineKey(Resource):
         key_id, state = meta["KeyId"], meta["KeyState"]
         self.ctx.cache["kms_key_arn"] = meta["Arn"]
         tags = kms.list_resource_tags(KeyId=key_id).get("Tags", [])
-        # GetKeyRotationStatus is not a call to make on a key pending deletion (KMS "Key
-        # states" table); such a key is re-enabled first anyway.
+        # Not asked of a key pending deletion: KMS's "Key states" table governs which calls
+        # such a key accepts, and we could not confirm this one there (unverified); `up`
+        # re-enables such a key before enabling rotation, and teardown needs no rotation.
         rotation = None if state in PENDING_DELETION else \
             kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"]
         return {
