@@ -107,6 +107,7 @@ def _patches() -> list[_Patch]:
 
     return [
         _Patch(S3Response, "get_bucket_notification", _bucket_notification_with_eventbridge),
+        _Patch(S3Response, "_bucket_response_put", _create_bucket_with_tags),
         _Patch(FakeBucket, "get_permission", lambda _orig: _bucket_get_permission),
         _Patch(Rule, "send_to_targets", _send_to_targets_with_sns),
         _Patch(Queue, "lambda_event_source_mappings", lambda _orig: _NO_SYNC_ESM),
@@ -194,6 +195,38 @@ def _bucket_notification_with_eventbridge(original: Callable[[Any], Any]) -> Cal
             del self.serialized
 
     return get_bucket_notification
+
+
+# --------------------------------------------------------------------------------------------
+# a2. CreateBucket ignores CreateBucketConfiguration.Tags
+
+
+def _create_bucket_with_tags(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto creates the bucket but drops the ``Tags`` of ``CreateBucketConfiguration``.
+
+    AWS applies them in the same call (S3 API Reference, CreateBucketConfiguration: "An array
+    of tags that you can apply to the bucket that you're creating"; it needs
+    ``s3:TagResource``), which is what lets ``up`` create a bucket that is never, even for an
+    instant, without its ownership tag. Here the tags of a successful CreateBucket are stored
+    before the response is returned.
+    """
+    import xmltodict
+
+    def bucket_response_put(self: Any, request: Any, bucket_name: str,
+                            querystring: dict[str, Any]) -> Any:
+        response = original(self, request, bucket_name, querystring)
+        if querystring or not self.body:
+            return response  # a subresource (?tagging, ?policy ...), not CreateBucket
+        config = xmltodict.parse(self.body).get("CreateBucketConfiguration") or {}
+        tags = (config.get("Tags") or {}).get("Tag") or []
+        if isinstance(tags, dict):
+            tags = [tags]
+        if tags:
+            self.backend.put_bucket_tagging(
+                bucket_name, {t["Key"]: t.get("Value") or "" for t in tags})
+        return response
+
+    return bucket_response_put
 
 
 # --------------------------------------------------------------------------------------------

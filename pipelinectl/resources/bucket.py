@@ -93,13 +93,20 @@ class Bucket(Resource):
             raise
 
     def create(self) -> None:
+        """Created with its tags in the one call (CreateBucketConfiguration.Tags, S3 API
+        Reference; needs s3:TagResource), so a crash right after CreateBucket cannot leave a
+        bucket that neither the next `up` nor `teardown` may touch. An endpoint that ignores
+        creation tags (an older emulator) gets them from the tagging call below instead."""
         s3 = self.ctx.client("s3")
-        kwargs: dict[str, Any] = {"Bucket": self.name}
+        configuration: dict[str, Any] = {"Tags": tag_list(self.ctx.tags)}
         if self.ctx.region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.ctx.region}
-        s3.create_bucket(**kwargs)
-        # Tag first: a re-run after a crash must recognise the bucket as ours.
-        self.update(set(self.desired()), {})
+            configuration["LocationConstraint"] = self.ctx.region
+        s3.create_bucket(Bucket=self.name, CreateBucketConfiguration=configuration)
+        tags = tag_dict(self._optional(s3.get_bucket_tagging, "TagSet"))
+        fields = set(self.desired()) - {"tags"}
+        if any(tags.get(key) != value for key, value in self.ctx.tags.items()):
+            fields.add("tags")
+        self.update(fields, {"tags": tags})
 
     def update(self, fields: set[str], observed: Observed) -> None:
         s3 = self.ctx.client("s3")

@@ -155,6 +155,40 @@ def test_patch_a_keeps_other_configurations(patched: None) -> None:
     assert got["QueueConfigurations"][0]["QueueArn"] == arn
 
 
+# -------------------------------------------------------------------------------- a2. create tags
+
+CREATION_TAGS = [{"Key": "pipelinectl:pipeline", "Value": "ecommerce"}, {"Key": "team", "Value": ""}]
+
+
+def _create_tagged_bucket(region: str) -> Any:
+    s3 = boto3.client("s3", region_name=region)
+    config: dict[str, Any] = {"Tags": CREATION_TAGS}
+    if region != "us-east-1":
+        config["LocationConstraint"] = region
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration=config)
+    return s3
+
+
+def test_defect_a2_moto_drops_tags_given_at_creation(plain_moto: None) -> None:
+    s3 = _create_tagged_bucket("eu-west-1")
+    with pytest.raises(s3.exceptions.ClientError, match="NoSuchTagSet"):
+        s3.get_bucket_tagging(Bucket=BUCKET)
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_patch_a2_tags_given_at_creation_are_stored(patched: None, region: str) -> None:
+    s3 = _create_tagged_bucket(region)
+    assert sorted(s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"],
+                  key=lambda t: t["Key"]) == CREATION_TAGS
+    assert s3.get_bucket_location(Bucket=BUCKET)["LocationConstraint"] in {None, region}
+
+
+def test_patch_a2_other_bucket_puts_are_untouched(patched: None) -> None:
+    s3 = _create_tagged_bucket("us-east-1")
+    s3.put_bucket_tagging(Bucket=BUCKET, Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
+    assert s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"] == [{"Key": "a", "Value": "b"}]
+
+
 # -------------------------------------------------------------------------------- b. policy
 
 
