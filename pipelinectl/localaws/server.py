@@ -100,6 +100,30 @@ def _moto_server(sock: socket.socket) -> Any:
     return Server(ip_address=host, port=port, verbose=False)
 
 
+class _ServerErrors(logging.Handler):
+    """werkzeug prints a full traceback to stderr for every request moto fails on (an unknown
+    region raised 63 of them in one `up`), even under ``--quiet``. The client already got
+    HTTP 500; the live view gets one line naming the exception, the traceback goes to DEBUG."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno < logging.ERROR:
+            log.debug("werkzeug: %s", text)
+            return
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        log.warning("moto failed on a request (answered HTTP 500): %s",
+                    lines[-1] if lines else text)
+        log.debug("%s", text)
+
+
+def _route_server_errors() -> None:
+    """Give werkzeug's logger our handler (it then adds no stderr handler of its own)."""
+    werkzeug = logging.getLogger("werkzeug")
+    if not any(isinstance(h, _ServerErrors) for h in werkzeug.handlers):
+        werkzeug.addHandler(_ServerErrors())
+    werkzeug.propagate = False
+
+
 class _Periodic:
     """Runs a function every ``interval`` seconds in a daemon thread until stopped."""
 
@@ -182,6 +206,7 @@ class LocalAws:
             BackendDict.reset()
         self.host = host if host is not None else self.host
         self.port = port if port is not None else self.port
+        _route_server_errors()
         server = _moto_server(_bind(self.host, self.port))
         server.start()
         self._server = server

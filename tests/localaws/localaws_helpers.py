@@ -35,10 +35,10 @@ class Local:
     def port(self) -> int:
         return int(self.endpoint_url.rsplit(":", 1)[1])
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, region_name: str = REGION) -> Any:
         return boto3.client(
             service,
-            region_name=REGION,
+            region_name=region_name,
             endpoint_url=self.endpoint_url,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",

@@ -99,3 +99,26 @@ def test_run_local_refuses_a_taken_port(local: Local) -> None:
     assert proc.returncode == 1
     assert f"port {local.port} on 127.0.0.1 is already in use" in err
     assert "Traceback" not in err
+
+
+def test_quiet_local_reports_a_request_moto_fails_on_in_one_line_without_traceback() -> None:
+    """moto raises on some requests (here an unknown region); werkzeug used to print a full
+    traceback per request to stderr, even with --quiet (63 in one `up`)."""
+    port = _free_port()
+    proc = _run_local(port, quiet=True)
+    out = Output(proc)
+    try:
+        wait_for(lambda: out.has("Local AWS at"), timeout=30)
+        sqs = Local(f"http://127.0.0.1:{port}").client("sqs", region_name="mars-north-9")
+        # one line per failed HTTP request: botocore retries a 500 a few times
+        with pytest.raises(Exception, match="500"):
+            sqs.list_queues()
+        wait_for(lambda: out.has("moto failed on a request"), timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    failures = [line for line in out.lines if "moto failed on a request" in line]
+    assert failures and all("KeyError: 'mars-north-9'" in line for line in failures), out.lines
+    assert "Traceback" not in err and "Traceback" not in "".join(out.lines)
