@@ -311,12 +311,18 @@ class Poller:
                 self._loops[uuid] = loop
                 loop.start()
 
-    def stop(self) -> None:
+    def signal_stop(self) -> None:
         self._stop.set()
-        loops = list(self._loops.values())
-        for loop in loops:
+        for loop in list(self._loops.values()):
             loop.stop()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-        for loop in loops:
-            loop.thread.join(timeout=5)
+
+    def join(self, timeout: float) -> None:
+        """Wait for the supervisor and every loop, all within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        for thread in [self._thread, *(loop.thread for loop in list(self._loops.values()))]:
+            if thread.is_alive():
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.signal_stop()
+        self.join(timeout)

@@ -363,6 +363,34 @@ class Runner:
                 shutil.rmtree(staging, ignore_errors=True)
         return target
 
+    def reap(self) -> int:
+        """Kill the workers of functions that no longer exist (or whose code moto no longer
+        holds); returns how many. A worker busy with an invocation is left to finish it, as
+        on AWS, and reaped on a later round."""
+        with self._lock:
+            workers = list(self._workers.items())
+        reaped = 0
+        for arn, worker in workers:
+            try:
+                read_function(arn)
+                continue
+            except FunctionUnavailable:
+                pass
+            lock = self._function_locks.get(arn)
+            if lock is None or not lock.acquire(blocking=False):
+                continue
+            try:
+                with self._lock:
+                    if self._workers.get(arn) is not worker:
+                        continue
+                    del self._workers[arn]
+                worker.kill()
+                reaped += 1
+                log.debug("worker of deleted function %s stopped", worker.spec.name)
+            finally:
+                lock.release()
+        return reaped
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -9,6 +9,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -27,6 +28,12 @@ DEFAULT_PORT = 4566
 
 
 PORT_ENV = "PIPELINECTL_LOCAL_PORT"
+#: How often the workers of deleted functions are looked for and stopped.
+REAP_INTERVAL_SECONDS = 1.0
+#: How long stop() waits for the background services, all together.
+STOP_GRACE_SECONDS = 3.0
+#: How long stop() keeps shipping pending invocation logs and metrics before dropping them.
+TELEMETRY_DRAIN_SECONDS = 2.0
 
 
 def default_port() -> int:
@@ -144,10 +151,18 @@ class _Periodic:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def signal_stop(self) -> None:
         self._stop.set()
+
+    def join(self, timeout: float) -> None:
+        """Wait at most ``timeout``: a round still running (alarm evaluation over a long
+        metric history can take seconds) finishes in its daemon thread, harmlessly."""
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=max(0.0, timeout))
+
+    def stop(self) -> None:
+        self.signal_stop()
+        self.join(STOP_GRACE_SECONDS)
 
 
 class LocalAws:
@@ -222,6 +237,7 @@ class LocalAws:
             Poller(clients, self.runner, interval=self.poll_interval),
             _Periodic("sqs-metrics", self.metrics_interval, telemetry.sample_queues),
             _Periodic("alarms", self.alarm_interval, alarms.evaluate_all),
+            _Periodic("reap-workers", REAP_INTERVAL_SECONDS, self.runner.reap),
         ]
         for service in self._services:
             service.start()
@@ -234,11 +250,16 @@ class LocalAws:
             return
         if self.runner is not None:
             self.runner.close()  # first: an invocation in flight ends now, its batch not deleted
+        # Every service is told at once and all share one grace period: after heavy use,
+        # waiting for each in turn (an alarm round, a shipping backlog) took ~25 s on SIGTERM.
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for service in self._services:
-            service.stop()
+            service.signal_stop()
         if self._telemetry is not None:
-            self._telemetry.stop()
+            self._telemetry.stop(drain_seconds=TELEMETRY_DRAIN_SECONDS)
             self._telemetry = None
+        for service in self._services:
+            service.join(deadline - time.monotonic())
         self._server.stop()
         self._server = None
         self._services = []

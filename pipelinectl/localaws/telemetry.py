@@ -108,23 +108,35 @@ class Telemetry:
         self._dlq_depths: dict[str, int] = {}
         self._last_put: dict[tuple[str, str, str], tuple[float, float]] = {}
         self._pending: queue.Queue[Invocation | None] = queue.Queue()
+        self._drain_until = float("inf")
         self._thread = threading.Thread(target=self._ship_loop, name="telemetry", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        """Ship what is pending, then stop."""
+    def stop(self, drain_seconds: float = 15.0) -> None:
+        """Ship what is pending for at most ``drain_seconds``, drop the rest, then stop.
+
+        A backlog built under heavy load could otherwise hold a SIGTERM for many seconds, to
+        ship logs into a state that is about to be discarded."""
         if self._thread.is_alive():
+            self._drain_until = time.monotonic() + drain_seconds
             self._pending.put(None)
-            self._thread.join(timeout=15)
+            self._thread.join(timeout=drain_seconds + 1.0)
 
     def _ship_loop(self) -> None:
+        dropped = 0
         while (inv := self._pending.get()) is not None:
+            if time.monotonic() > self._drain_until:
+                dropped += 1
+                continue
             try:
                 self.record(inv)
             except Exception as exc:
                 log.warning("could not ship logs/metrics of %s: %s", inv.function.name, exc)
+        if dropped:
+            log.info("stopping: the logs and metrics of %d invocation(s) were not shipped",
+                     dropped)
 
     # ---- invocations
 
