@@ -157,7 +157,8 @@ def test_patch_a_keeps_other_configurations(patched: None) -> None:
 
 # -------------------------------------------------------------------------------- a2. create tags
 
-CREATION_TAGS = [{"Key": "pipelinectl:pipeline", "Value": "ecommerce"}, {"Key": "team", "Value": ""}]
+CREATION_TAGS = [{"Key": "pipelinectl:pipeline", "Value": "ecommerce"},
+                 {"Key": "team", "Value": ""}]
 
 
 def _create_tagged_bucket(region: str) -> Any:
