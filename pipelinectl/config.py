@@ -22,6 +22,15 @@ DEFAULT_CONFIG_FILE = "pipeline.toml"
 ENV_PREFIX = "PIPELINECTL_"
 LOCAL_DEFAULT_PORT = 4566
 TAG_KEY = "pipelinectl:pipeline"
+# Written on the bucket when `up` turns its EventBridge notifications on (resources/bucket.py).
+EVENTBRIDGE_TAG_KEY = "pipelinectl:eventbridge-enabled-at"
+OUR_TAG_PREFIX = "pipelinectl:"
+# Every service the pipeline tags allows 50 user tags per resource, keys of 1-128 and values
+# of 0-256 characters (e.g. DynamoDB, "Tagging restrictions in DynamoDB"; IAM API "Tag";
+# Tag Editor user guide "Tag naming limits and requirements"); our own tags count too, and
+# the bucket carries two of them.
+MAX_TAGS = 50
+OUR_TAGS_MAX = 2
 PLACEHOLDER_ACCOUNT = "000000000000"
 
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
@@ -104,6 +113,9 @@ NAME_RULES: dict[str, NameRule] = {
 }
 NAME_RULES["alerts_topic"] = NAME_RULES["ingest_topic"]
 NAME_RULES["dlq"] = NAME_RULES["queue"]
+# Names that become resources of one AWS kind: two of them may not be equal (a queue that is
+# its own dead-letter queue would loop a bad message forever). Every other kind has one name.
+SAME_KIND = {"SQS queues": ("queue", "dlq"), "SNS topics": ("ingest_topic", "alerts_topic")}
 
 
 @dataclass(frozen=True)
@@ -305,14 +317,7 @@ def validate(config: Config) -> None:
             "CloudWatch alarm actions cannot publish to topics it encrypts; use \"pipeline\" "
             "or a customer-managed key whose policy lets those services use it."
         )
-    for key, value in config.tags.items():
-        if key.startswith("aws:") or not 1 <= len(key) <= 128 or len(value) > 256 or \
-                not all(re.fullmatch(r"[\w\s.:/=+\-@]*", text) for text in (key, value)):
-            raise UsageError(
-                f"Tag {key}={value!r} is not allowed: keys are 1-128 characters and may not "
-                "start with aws:, values at most 256, both only letters, digits, spaces and "
-                "_ . : / = + - @."
-            )
+    _check_tags(config.tags)
     if config.alert_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+",
                                                            config.alert_email):
         raise UsageError(f"alert_email {config.alert_email!r} is not an e-mail address.")
@@ -324,6 +329,39 @@ def check_names(config: Config, region: str, account: str) -> None:
     names = config.names(account, region)
     for key in NAME_KEYS:
         NAME_RULES[key].check(key.replace("_", " "), getattr(names, key))
+    for kind, keys in SAME_KIND.items():
+        first, second = (getattr(names, key) for key in keys)
+        if first == second:
+            raise UsageError(
+                f"The {keys[0].replace('_', ' ')} and the {keys[1].replace('_', ' ')} are "
+                f"both named {first!r}, and two {kind} cannot share a name; give each its "
+                "own name in [names] of pipeline.toml."
+            )
+
+
+def _check_tags(tags: dict[str, str]) -> None:
+    """What every service we tag accepts, so no create call is refused for its tags after
+    other resources exist. DynamoDB is the strictest on characters: letters, digits, white
+    space and + - = . _ : / (no @), and no key may start with aws: in any case."""
+    if len(tags) > MAX_TAGS - OUR_TAGS_MAX:
+        raise UsageError(
+            f"[tags] has {len(tags)} tags, but AWS allows {MAX_TAGS} per resource and "
+            f"pipelinectl adds up to {OUR_TAGS_MAX} of its own; keep at most "
+            f"{MAX_TAGS - OUR_TAGS_MAX}."
+        )
+    for key, value in tags.items():
+        if key.lower().startswith(OUR_TAG_PREFIX):
+            raise UsageError(
+                f"Tag {key} is not allowed: keys starting with {OUR_TAG_PREFIX} are "
+                f"pipelinectl's own ({TAG_KEY} marks what each pipeline owns); rename it."
+            )
+        if key.lower().startswith("aws:") or not 1 <= len(key) <= 128 or len(value) > 256 \
+                or not all(re.fullmatch(r"[\w .:/=+\-]*", text) for text in (key, value)):
+            raise UsageError(
+                f"Tag {key}={value!r} is not allowed: keys are 1-128 characters and may not "
+                "start with aws:, values at most 256, both only letters, digits, spaces and "
+                "_ . : / = + - (what every service of the pipeline accepts)."
+            )
 
 
 def _in_range(key: str, value: int, low: int, high: int, why: str) -> None:

@@ -55,7 +55,9 @@ class Table(Resource):
                        for k in table["KeySchema"])
         backups = ddb.describe_continuous_backups(TableName=self.name)
         pitr = backups["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription", {})
-        tags = ddb.list_tags_of_resource(ResourceArn=table["TableArn"]).get("Tags", [])
+        # ListTagsOfResource pages its answer (NextToken): our tag may be on any page.
+        tags = [tag for page in ddb.get_paginator("list_tags_of_resource").paginate(
+            ResourceArn=table["TableArn"]) for tag in page.get("Tags", [])]
         return {
             "billing_mode": table.get("BillingModeSummary", {}).get("BillingMode",
                                                                     "PROVISIONED"),

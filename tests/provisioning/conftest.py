@@ -59,3 +59,17 @@ def cli(aws: None) -> Callable[..., Result]:
         return runner.invoke(main, list(args), input=input, catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def api_calls(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
+    """Every API call any ClientFactory makes in this test (the CLI builds its own)."""
+    calls: list[Call] = []
+    original = ClientFactory._record
+
+    def record(self: ClientFactory, model: Any, params: dict[str, Any], **kwargs: Any) -> None:
+        original(self, model, params, **kwargs)
+        calls.append(self.calls[-1])
+
+    monkeypatch.setattr(ClientFactory, "_record", record)
+    return calls
