@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelinectl import __version__
-from pipelinectl.config import LOCAL_DEFAULT_PORT, Config
+from pipelinectl.config import LOCAL_DEFAULT_PORT, Config, check_region_form
 from pipelinectl.errors import PipelineError, UsageError
 
 Client = Any  # boto3 clients are generated at run time; we do not ship type stubs for them.
@@ -89,13 +89,35 @@ class ClientFactory:
         region = self.session.region_name
         if not region:
             raise UsageError("No AWS region is set: pass --region or set AWS_REGION.")
-        if self.endpoint_url is None and os.environ.get("AWS_ENDPOINT_URL") is None:
-            known = set(self.session.get_available_regions("sqs"))
-            for partition in ("aws-cn", "aws-us-gov"):
-                known |= set(self.session.get_available_regions("sqs", partition))
-            if known and region not in known:
-                raise UsageError(f"Unknown AWS region {region!r}; pass a valid --region.")
+        check_region_form(str(region))
+        if not self._region_has_partition(str(region)):
+            raise UsageError(
+                f"{region!r} is not an AWS region name (no AWS partition has regions named "
+                "like it, e.g. us-east-1, cn-north-1, us-gov-west-1); pass a valid --region.")
+        known = {name for partition in self.session.get_available_partitions()
+                 for name in self.session.get_available_regions("sqs", partition)}
+        if known and region not in known:
+            raise UsageError(
+                f"Unknown AWS region {region!r}: this boto3 lists no such region (upgrade it "
+                "if the region is new); pass a valid --region.")
         return str(region)
+
+    @staticmethod
+    def _region_has_partition(region: str) -> bool:
+        """Checked even with a custom endpoint, like the list of known regions: the region
+        becomes part of every ARN and of the bucket name, and an emulator fails on a region
+        it does not know only once IAM (global) and S3 (any region) have created things: moto
+        answers an HTML 500 page for `mars-north-9` or `eu-north-9` after the role and the
+        bucket exist. So a custom endpoint gets no region AWS does not have."""
+        from botocore.exceptions import UnknownRegionError
+        from botocore.regions import EndpointResolver
+
+        try:
+            EndpointResolver(_shared_loader().load_data("endpoints")).get_partition_for_region(
+                region)
+        except UnknownRegionError:
+            return False
+        return True
 
     def client(self, service: str) -> Client:
         with self._lock:

@@ -305,9 +305,26 @@ def _string_table(raw: dict[str, Any], table: str, *, allowed: tuple[str, ...] |
     return dict(section)
 
 
+# The shape of every AWS region name (us-east-1, us-gov-west-1, eusc-de-east-1): lower-case
+# words joined by hyphens, ending in a number. The partitions' own patterns (botocore's
+# partitions.json) are checked once the session exists (clients.ClientFactory.region).
+REGION_FORM = re.compile(r"[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}")
+
+
+def check_region_form(region: str) -> None:
+    if not REGION_FORM.fullmatch(region):
+        raise UsageError(
+            f"{region!r} is not an AWS region name: regions are lower-case words joined by "
+            "hyphens and ending in a number, like us-east-1 or eu-west-2; pass a valid "
+            "--region."
+        )
+
+
 def validate(config: Config) -> None:
     """AWS's limits, checked here because moto does not enforce them."""
     NAME_RULES["pipeline"].check("pipeline", config.name)
+    if config.region is not None:
+        check_region_form(config.region)  # before the names: the bucket name contains it
     check_names(config, config.region or "us-east-1", PLACEHOLDER_ACCOUNT)
     _check_limits(config)
     if config.topic_kms_key.removeprefix("alias/") == "aws/sns" or \

@@ -62,10 +62,42 @@ def translate(error: BaseException, *, endpoint: str | None = None) -> PipelineE
         )
         return PipelineError(f"Cannot reach {where}.{hint}")
     if isinstance(error, bex.ClientError):
-        return _translate_client_error(error)
+        return _not_aws(error, endpoint) or _translate_client_error(error)
+    from botocore.parsers import ResponseParserError
+
+    if isinstance(error, ResponseParserError):
+        return _not_aws(error, endpoint) or PipelineError(f"{error}.")
     if isinstance(error, bex.BotoCoreError):
         return PipelineError(f"{error}.")
     return PipelineError(f"{type(error).__name__}: {error}")
+
+
+_TITLE = re.compile(r"<title>\s*(.*?)\s*</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _not_aws(error: Any, endpoint: str | None) -> PipelineError | None:
+    """An endpoint that answers with an HTML page (a proxy, a crashed emulator, the wrong
+    URL) is not AWS: botocore puts the page in the message, or fails to parse it. One
+    sentence instead: the status, the page's title, and what to check."""
+    response = getattr(error, "response", None) or {}
+    err = response.get("Error", {})
+    code, message = str(err.get("Code", "")), str(err.get("Message", ""))
+    text = message if response else str(error)
+    if response and not (code.isdigit() or message.lstrip().startswith("<")):
+        return None
+    if not response and "<html" not in text.lower() and "<!doctype" not in text.lower():
+        return None
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or code
+    match = _TITLE.search(text)
+    title = f" ({match.group(1)[:80]})" if match else ""
+    operation = getattr(error, "operation_name", "") or "A call"
+    where = endpoint or "the endpoint"
+    return PipelineError(
+        f"{operation} failed: {where} answered {f'HTTP {status} ' if status else ''}with a "
+        f"page that is not an AWS response{title}; check that --endpoint-url / "
+        "AWS_ENDPOINT_URL is an AWS-compatible endpoint that serves this service and region, "
+        "and see its own log."
+    )
 
 
 def _translate_client_error(error: Any) -> PipelineError:

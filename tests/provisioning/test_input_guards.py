@@ -75,3 +75,73 @@ def test_our_tag_on_any_page_of_the_table_tags_is_found(cli: Any, tmp_path: Path
     assert again.exit_code == 0, again.output
     teardown = cli("--config", cfg, "teardown", "--yes")
     assert teardown.exit_code == 0, teardown.output
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Any:
+    from pipelinectl.localaws import LocalAws
+
+    with LocalAws(port=0) as local:
+        yield local.endpoint_url
+
+
+def test_a_region_no_aws_partition_has_is_refused_even_with_a_custom_endpoint(
+        endpoint: str, api_calls: list[Call]) -> None:
+    from click.testing import CliRunner
+
+    from pipelinectl.cli import main
+
+    for command in (["up"], ["teardown", "--yes"]):
+        result = CliRunner().invoke(main, ["--region", "mars-north-9", "--endpoint-url",
+                                           endpoint, *command])
+        assert result.exit_code == 2, result.output
+        assert "'mars-north-9' is not an AWS region name" in result.output
+        assert "<html" not in result.output.lower()
+    assert api_calls == []
+
+
+def test_a_well_formed_unknown_region_is_refused_on_a_custom_endpoint_too(
+        endpoint: str, api_calls: list[Call]) -> None:
+    """An emulator fails on a region it does not know only after IAM and S3 created things
+    (moto: HTML 500 pages), so a custom endpoint gets the same list of regions as AWS."""
+    from click.testing import CliRunner
+
+    from pipelinectl.cli import main
+
+    result = CliRunner().invoke(main, ["--region", "eu-north-9", "--endpoint-url", endpoint,
+                                       "up"])
+    assert result.exit_code == 2, result.output
+    assert "Unknown AWS region 'eu-north-9'" in result.output
+    assert api_calls == []
+
+
+def test_an_upper_case_region_is_blamed_on_the_region_not_the_bucket(
+        cli: Any, api_calls: list[Call]) -> None:
+    result = cli("--region", "US-EAST-1", "plan")
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: 'US-EAST-1' is not an AWS region name")
+    assert "bucket" not in result.output
+    assert api_calls == []
+
+
+def test_an_html_error_page_becomes_one_sentence() -> None:
+    from botocore.exceptions import ClientError
+    from botocore.parsers import ResponseParserError
+
+    from pipelinectl.errors import translate
+
+    page = ("<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+            "<h1>Internal Server Error</h1>\n<p>The server encountered an internal error.</p>")
+    # What botocore raises for moto's HTML 500 page: a JSON-protocol service puts the page in
+    # the message with the status as the code; a query-protocol service cannot parse it.
+    client_error = ClientError({"Error": {"Code": "500", "Message": page},
+                                "ResponseMetadata": {"HTTPStatusCode": 500}}, "ListTables")
+    parser_error = ResponseParserError(
+        "Unable to parse response (syntax error: line 1, column 0), invalid XML received. "
+        f"Further retries may succeed:\n{page.encode()!r}")
+    for error, start in ((client_error, "ListTables failed: http://x answered HTTP 500"),
+                         (parser_error, "A call failed: http://x answered with a page")):
+        message = str(translate(error, endpoint="http://x"))
+        assert message.startswith(start), message
+        assert "(500 Internal Server Error)" in message
+        assert "<" not in message and "\n" not in message
