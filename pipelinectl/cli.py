@@ -104,7 +104,10 @@ def _apply_steps(ctx: click.Context, steps: tuple[str, ...], dry_run: bool) -> N
     out = _renderer(ctx)
     pipeline = _context(ctx)
     if dry_run:
-        out.changes(engine.plan(pipeline, steps), "Plan (nothing was changed)")
+        changes, refused = engine.checked_plan(pipeline, steps)
+        out.changes(changes, "Plan (nothing was changed)")
+        if refused:
+            raise PipelineError(refused.message())
         return
     if len(steps) == 1:
         engine.check_needs(pipeline, steps[0])

@@ -11,15 +11,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pipelinectl.clients import ClientFactory
 from pipelinectl.config import Config, check_names
-from pipelinectl.errors import PipelineError, translate
+from pipelinectl.errors import NotOursError, PipelineError, translate
 from pipelinectl.resources import build, build_for_teardown
 from pipelinectl.resources.base import Change, Context, Resource, StatusRow
-from pipelinectl.steps import STEP_ORDER, STEPS, dependents
+from pipelinectl.steps import STEP_ORDER, STEPS, dependents, read_for, stopped_by
 
 MAX_PARALLEL_STEPS = 6  # the widest level of the step graph has five steps
 
@@ -94,11 +94,59 @@ def check_needs(ctx: Context, step: str) -> None:
                 )
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Resources that are not ours, and the steps `up` must therefore not run."""
+
+    conflicts: tuple[Change, ...]
+    stopped: dict[str, str]  # step -> the step whose conflict stops it
+
+    def message(self) -> str:
+        owners = "; ".join(f"the {c.kind} {c.name!r} {c.detail}" for c in self.conflicts)
+        steps = ", ".join(self.stopped)
+        return (f"Conflict: {owners}. It is not this pipeline's, so pipelinectl will not "
+                f"touch it nor run the steps that would use or grant it ({steps}); choose "
+                "another --name or set its name in [names] of pipeline.toml.")
+
+    def mark(self, changes: Iterable[Change]) -> list[Change]:
+        """Plan rows as `up` would act: what a conflict stops is `blocked`, with why."""
+        causes = {c.step: c for c in self.conflicts}
+        return [change if change.action == "conflict" or change.step not in self.stopped
+                else replace(change, action="blocked", fields=(), detail=(
+                    f"{causes[self.stopped[change.step]].kind} "
+                    f"{causes[self.stopped[change.step]].name} is not ours"))
+                for change in changes]
+
+
+def refusal(changes: Iterable[Change], chosen: Iterable[str]) -> Refusal | None:
+    conflicts = tuple(c for c in changes if c.action == "conflict")
+    if not conflicts:
+        return None
+    first: dict[str, Change] = {}
+    for change in conflicts:
+        first.setdefault(change.step, change)
+    return Refusal(tuple(first.values()), stopped_by(set(first), chosen))
+
+
+def checked_plan(ctx: Context, steps: Iterable[str]) -> tuple[list[Change], Refusal | None]:
+    """What `up` of these steps would do: their plan, with what a conflict stops `blocked`.
+    The steps they name or need are read too, since a conflict there stops them as well."""
+    chosen = [s for s in STEP_ORDER if s in set(steps)]
+    everything = plan(ctx, read_for(chosen))
+    refused = refusal(everything, chosen)
+    shown = [c for c in everything if c.step in chosen]
+    return (refused.mark(shown) if refused else shown), refused
+
+
 def apply(ctx: Context, steps: Iterable[str] = STEP_ORDER,
           on_progress: ProgressCallback | None = None) -> list[Change]:
+    """Plan first (read-only): a resource that is not ours stops its step and every step that
+    would name it, so nothing of ours ever points at someone else's resource."""
     chosen = [s for s in STEP_ORDER if s in set(steps)]
+    _, refused = checked_plan(ctx, chosen)
     needs = {s: {n for n in STEPS[s].needs if n in chosen} for s in chosen}
-    return _run_graph(ctx, needs, lambda r: r.apply(), on_progress, reverse=False)
+    return _run_graph(ctx, needs, lambda r: r.apply(), on_progress, reverse=False,
+                      refused=refused)
 
 
 def teardown(ctx: Context, keep_data: bool = False,
@@ -150,15 +198,19 @@ def _waiting(notify: ProgressCallback, step: str, resource: Resource,
 
 def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
                work: Callable[[Resource], Change], on_progress: ProgressCallback | None,
-               *, reverse: bool) -> list[Change]:
+               *, reverse: bool, refused: Refusal | None = None) -> list[Change]:
     """Start each step once everything it waits for is done. A failed step blocks only the
     steps that wait on it (directly or not); the others run to the end, so one re-run
     finishes the job. The first failure is raised with everything that was done, the
-    resources a failed step finished before its failure included."""
+    resources a failed step finished before its failure included; steps a conflict stops
+    never start."""
     notify = on_progress or (lambda _event: None)
     done: dict[str, list[Change]] = {}
-    blocked: set[str] = set()
-    pending = dict(waits_for)
+    blocked: set[str] = set(refused.stopped) if refused else set()
+    for conflict in refused.conflicts if refused else ():
+        notify(Progress("failed", conflict.step, conflict.kind, conflict.name,
+                        error=f"conflict: {conflict.detail}"))
+    pending = {s: w for s, w in waits_for.items() if s not in blocked}
     running: dict[Future[StepResult], str] = {}
     failure: tuple[str, PipelineError] | None = None
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL_STEPS) as pool:
@@ -187,6 +239,8 @@ def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
     if failure is not None:
         step, error = failure
         raise StepFailed(f"Step {step} failed: {error}", changes, error.exit_code)
+    if refused is not None:
+        raise StepFailed(refused.message(), changes, NotOursError.exit_code)
     return changes
 
 

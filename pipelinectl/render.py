@@ -31,11 +31,12 @@ if TYPE_CHECKING:
 PIPED_WIDTH = 200
 ACTION_STYLE = {"create": "green", "update": "yellow", "replace": "magenta", "unchanged": "dim",
                 "conflict": "red", "delete": "red", "absent": "dim", "refused": "red",
-                "keep": "cyan"}
+                "keep": "cyan", "blocked": "red"}
 HEALTH_STYLE = {"ok": "green", "warn": "yellow", "error": "red", "missing": "dim"}
 PAST = {"create": "created", "update": "updated", "replace": "replaced",
         "unchanged": "unchanged", "delete": "deleted", "absent": "already gone",
-        "refused": "refused (not ours)", "keep": "kept", "conflict": "conflict"}
+        "refused": "refused (not ours)", "keep": "kept", "conflict": "conflict",
+        "blocked": "blocked"}
 
 
 class Renderer:

@@ -21,7 +21,7 @@ from pipelinectl.config import TAG_KEY, Config, Names
 from pipelinectl.errors import NotOursError, PipelineError
 
 Action = Literal["create", "update", "replace", "unchanged", "conflict", "delete", "absent",
-                 "refused", "keep"]
+                 "refused", "keep", "blocked"]
 Observed = dict[str, Any]
 T = TypeVar("T")
 HealthLevel = Literal["ok", "warn", "error"]
