@@ -116,9 +116,20 @@ def _apply_steps(ctx: click.Context, steps: tuple[str, ...], dry_run: bool) -> N
             changes = engine.apply(pipeline, steps, on_progress)
         except engine.StepFailed as failure:
             out.changes(failure.done, "Done before the failure", past=True)
+            _warn_notifications(out, pipeline, steps)
             raise
     out.changes(changes, "Applied", past=True,
                 arns=[(r.kind, r.name, r.arn) for r in engine.resources(pipeline, steps)])
+    _warn_notifications(out, pipeline, steps)
+
+
+def _warn_notifications(out: Renderer, pipeline: Context, steps: tuple[str, ...]) -> None:
+    """S3 takes about five minutes to start sending events after `up` enabled them."""
+    from pipelinectl.resources import bucket_events
+
+    pending = bucket_events.window(pipeline) if "bucket" in steps else None
+    if pending is not None:
+        out.warn(pending.warning())
 
 
 def _step_command(step: str) -> Callable[..., None]:

@@ -19,6 +19,9 @@ from pipelinectl.errors import PipelineError, UsageError
 
 Client = Any  # boto3 clients are generated at run time; we do not ship type stubs for them.
 
+# The local AWS's read-only description of itself (README: "The embedded local AWS").
+LOCAL_INFO_PATH = "/_pipelinectl/info"
+
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Check", "Lookup", "Search", "Scan",
                  "Query", "Select", "Test")
 
@@ -60,6 +63,7 @@ class ClientFactory:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _session: Any = None
     _account: str | None = None
+    _info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def endpoint_url(self) -> str | None:
@@ -119,6 +123,17 @@ class ClientFactory:
             return False
         return True
 
+    def endpoint_info(self) -> dict[str, Any] | None:
+        """What a pipelinectl local AWS says about itself at LOCAL_INFO_PATH (its emulated
+        delays, e.g. of S3's EventBridge notifications); None for AWS, or for an endpoint
+        that does not answer there. One GET per command, only when a delay matters."""
+        if "endpoint_info" not in self._info:
+            endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or \
+                os.environ.get("AWS_ENDPOINT_URL")
+            self._info["endpoint_info"] = _fetch_info(endpoint) if endpoint else None
+        info: dict[str, Any] | None = self._info["endpoint_info"]
+        return info
+
     def client(self, service: str) -> Client:
         with self._lock:
             if not self._clients and self.config.local:
@@ -152,6 +167,19 @@ class ClientFactory:
         if self._account is None:
             self._account = str(self.client("sts").get_caller_identity()["Account"])
         return self._account
+
+
+def _fetch_info(endpoint: str) -> dict[str, Any] | None:
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(endpoint.rstrip("/") + LOCAL_INFO_PATH,
+                                    timeout=2) as response:
+            info = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 @functools.cache

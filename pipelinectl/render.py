@@ -58,6 +58,12 @@ class Renderer:
         """Narration; on stderr in JSON mode so stdout stays parseable."""
         (self.err if self.json else self.console).print(message)
 
+    def warn(self, message: str) -> None:
+        """A warning the user must act on; on stderr in JSON mode, like narration."""
+        text = Text("Warning: ", style="bold yellow")
+        text.append(message)
+        (self.err if self.json else self.console).print(text)
+
     # -- plan / apply / teardown --------------------------------------------------------
 
     def changes(self, changes: Sequence[Change], title: str, *, past: bool = False,

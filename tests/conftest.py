@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,17 @@ def aws() -> Iterator[None]:
     with mock_aws():
         motocompat.apply()
         yield
+
+
+@pytest.fixture
+def skip_notification_delay(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call it to be "five minutes later": the wall clock by which bucket_events judges S3's
+    EventBridge window (AWS's documented ~5 minutes after `up` enabled notifications; moto
+    in-process is treated as AWS) moves past it. Call it after `up`, which stamps the time."""
+    from pipelinectl.resources import bucket_events
+
+    def skip() -> None:
+        monkeypatch.setattr(bucket_events, "now",
+                            lambda: time.time() + bucket_events.AWS_DELAY_SECONDS + 1)
+
+    return skip

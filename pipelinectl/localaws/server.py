@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from pipelinectl.clients import LOCAL_INFO_PATH
 from pipelinectl.localaws import motocompat
 from pipelinectl.localaws._aws import Clients
 from pipelinectl.localaws.alarms import AlarmEvaluator
@@ -74,7 +76,23 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _moto_server(sock: socket.socket) -> Any:
+def _with_info(app: Any, info: dict[str, Any]) -> Any:
+    """Serve ``GET LOCAL_INFO_PATH`` (read-only JSON about this local AWS, e.g. the delays it
+    emulates) before moto sees the request; every other request goes to moto."""
+    body = json.dumps(info, sort_keys=True).encode()
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == LOCAL_INFO_PATH and environ.get("REQUEST_METHOD") in {
+                "GET", "HEAD"}:
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        return app(environ, start_response)
+
+    return wsgi
+
+
+def _moto_server(sock: socket.socket, info: dict[str, Any]) -> Any:
     """A ThreadedMotoServer serving on ``sock`` that logs no requests."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
     from moto.moto_server.werkzeug_app import (
@@ -90,7 +108,7 @@ def _moto_server(sock: socket.socket) -> Any:
 
     class Server(ThreadedMotoServer):
         def _server_entry(self) -> None:
-            app = DomainDispatcherApplication(create_backend_app)
+            app = _with_info(DomainDispatcherApplication(create_backend_app), info)
             self._server = make_server(
                 self._ip_address,
                 self._port,
@@ -199,6 +217,16 @@ class LocalAws:
         self.runner: Runner | None = None
         self._telemetry: Telemetry | None = None
 
+    #: How long after PutBucketNotificationConfiguration S3 events start flowing here. AWS
+    #: documents about five minutes; this engine delivers at once. Served at
+    #: LOCAL_INFO_PATH so the CLI judges the window by what this endpoint really does.
+    s3_eventbridge_delay_seconds: float = 0.0
+
+    def info(self) -> dict[str, Any]:
+        """The read-only document served at ``GET /_pipelinectl/info``."""
+        return {"service": "pipelinectl-local",
+                "s3_eventbridge_delay_seconds": self.s3_eventbridge_delay_seconds}
+
     @property
     def running(self) -> bool:
         return self._server is not None
@@ -222,7 +250,7 @@ class LocalAws:
         self.host = host if host is not None else self.host
         self.port = port if port is not None else self.port
         _route_server_errors()
-        server = _moto_server(_bind(self.host, self.port))
+        server = _moto_server(_bind(self.host, self.port), self.info())
         server.start()
         self._server = server
         self.port = server.get_host_and_port()[1]

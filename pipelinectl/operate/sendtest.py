@@ -18,8 +18,10 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pipelinectl.engine import aws_errors
+from pipelinectl.errors import PipelineError
 from pipelinectl.operate import dlq
 from pipelinectl.operate.targets import Clock, Sleep, Targets
+from pipelinectl.resources import bucket_events
 from pipelinectl.resources.base import Context
 
 Via = Literal["sns", "sqs", "s3"]
@@ -127,6 +129,9 @@ def send_test(ctx: Context, txn: TestTransaction, via: Via = "sns", *, wait: boo
     """Publish `txn` via `via`, then (unless `wait` is false) follow it to the table."""
     targets = Targets(ctx)
     with aws_errors(ctx):
+        pending = bucket_events.current(ctx) if via == "s3" else None
+        if pending is not None:
+            raise PipelineError(pending.refusal("send-test --via s3"))
         sent = publish(targets, txn, via, clock)
         if not wait:
             return result(ctx, sent, None)

@@ -19,8 +19,10 @@ from decimal import Decimal
 from typing import Any
 
 from pipelinectl.engine import aws_errors
+from pipelinectl.errors import PipelineError
 from pipelinectl.operate import dlq
 from pipelinectl.operate.targets import Clock, Sleep, Targets
+from pipelinectl.resources import bucket_events
 from pipelinectl.resources.base import Context
 
 SMOKE_PREFIX = "smoke/"
@@ -103,6 +105,9 @@ def run(ctx: Context, timeout: float = 60.0, *, run_id: str | None = None,
     key = f"incoming/{SMOKE_PREFIX}{sample.run_id}.csv"
     started = clock()
     with aws_errors(ctx):
+        pending = bucket_events.current(ctx)
+        if pending is not None:
+            raise PipelineError(pending.refusal("the smoke test"))
         _send(targets, sample, key)
         state = _State()
         while True:

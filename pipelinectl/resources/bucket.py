@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from pipelinectl.config import EVENTBRIDGE_TAG_KEY
 from pipelinectl.errors import PipelineError
+from pipelinectl.resources import bucket_events
 from pipelinectl.resources.base import (
     Health,
     Observed,
@@ -68,7 +70,7 @@ class Bucket(Resource):
                 return {"tags": {}, "foreign": True}
             raise
         status = s3.get_bucket_versioning(Bucket=self.name).get("Status", "Disabled")
-        return {
+        observed = {
             "eventbridge": "EventBridgeConfiguration" in s3.get_bucket_notification_configuration(
                 Bucket=self.name),
             "public_access_block": self._optional(
@@ -80,6 +82,9 @@ class Bucket(Resource):
             "versioning": {"Suspended": "Disabled"}.get(status, status),
             "tags": tag_dict(self._optional(s3.get_bucket_tagging, "TagSet")),
         }
+        # `up` warns while the window of an earlier run is still open, too.
+        self.ctx.cache[bucket_events.CACHE_KEY] = observed["tags"].get(EVENTBRIDGE_TAG_KEY)
+        return observed
 
     def _optional(self, getter: Any, key: str) -> Any:
         """S3 answers 'not configured' with an error code rather than an empty value."""
@@ -111,8 +116,11 @@ class Bucket(Resource):
     def update(self, fields: set[str], observed: Observed) -> None:
         s3 = self.ctx.client("s3")
         wanted = self.desired()
-        if "tags" in fields:
+        if "tags" in fields or "eventbridge" in fields:
             merged = {**(observed.get("tags") or {}), **wanted["tags"]}
+            if "eventbridge" in fields:  # stamped before enabling: see bucket_events
+                merged[EVENTBRIDGE_TAG_KEY] = bucket_events.stamp(bucket_events.now())
+                self.ctx.cache[bucket_events.CACHE_KEY] = merged[EVENTBRIDGE_TAG_KEY]
             s3.put_bucket_tagging(Bucket=self.name, Tagging={"TagSet": tag_list(merged)})
         if "public_access_block" in fields:
             s3.put_public_access_block(Bucket=self.name,
@@ -184,6 +192,11 @@ class Bucket(Resource):
         problems = [k for k, v in self.desired().items() if k != "tags" and observed.get(k) != v]
         if problems:
             return f"drifted: {', '.join(problems)}", "warn", {"drift": problems}
+        pending = bucket_events.window(self.ctx, observed["tags"])
+        if pending is not None:
+            return pending.warning(), "warn", {
+                "versioning": observed["versioning"],
+                "eventbridge_effective_at": bucket_events.stamp(pending.ends_at)}
         return "ready", "ok", {"versioning": observed["versioning"]}
 
 

@@ -20,10 +20,12 @@ STEPS = ("bucket", "table", "topic", "queue")
 
 
 @pytest.fixture
-def ctx(aws: None) -> Iterator[Context]:
+def ctx(aws: None, skip_notification_delay: Callable[[], None]) -> Iterator[Context]:
+    """A pipeline that has been up for a while (past S3's EventBridge window)."""
     config = config_module.load({})
     pipeline = engine.make_context(config, ClientFactory(config))
     engine.apply(pipeline, STEPS)
+    skip_notification_delay()
     pipeline.factory.calls.clear()
     yield pipeline
 

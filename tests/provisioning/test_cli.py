@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from pipelinectl.cli import main
 from pipelinectl.errors import translate
 
 
-def test_status_json_has_stable_keys_and_every_resource(cli: Any) -> None:
+def test_status_json_has_stable_keys_and_every_resource(
+        cli: Any, skip_notification_delay: Callable[[], None]) -> None:
     assert cli("up").exit_code == 0
+    skip_notification_delay()
     result = cli("--output", "json", "status")
     assert result.exit_code == 0
     payload = json.loads(result.output)
@@ -48,8 +51,10 @@ def test_up_prints_progress_and_the_arns(cli: Any) -> None:
     assert "arn:aws:sqs:us-east-1:123456789012:ecommerce-transactions" in result.output
 
 
-def test_teardown_refuses_without_yes_in_a_non_interactive_shell(cli: Any) -> None:
+def test_teardown_refuses_without_yes_in_a_non_interactive_shell(
+        cli: Any, skip_notification_delay: Callable[[], None]) -> None:
     assert cli("up").exit_code == 0
+    skip_notification_delay()
     result = cli("teardown")
     assert result.exit_code == 2
     assert "pass --yes" in result.output
@@ -148,7 +153,7 @@ def test_help_does_not_import_boto3_rich_or_moto() -> None:
 
 
 def test_up_json_ends_with_every_resource_and_its_real_arn(cli: Any) -> None:
-    payload = json.loads(cli("--output", "json", "up").output)
+    payload = json.loads(cli("--output", "json", "up").stdout)  # warnings go to stderr
     assert payload["summary"] == {"create": 17}
     arns = {r["kind"]: r["arn"] for r in payload["resources"]}
     assert len(payload["resources"]) == 17
