@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -99,9 +100,11 @@ def test_an_update_waits_for_the_update_in_progress(
 
 
 def test_a_function_whose_creation_failed_is_planned_and_made_again(
-        cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        cli: Any, monkeypatch: pytest.MonkeyPatch,
+        skip_notification_delay: Callable[[], None]) -> None:
     aws = LambdaStates(monkeypatch)
     assert cli("up").exit_code == 0
+    skip_notification_delay()  # status judges health past S3's EventBridge window
     aws.failed_state = True
     plan = json.loads(cli("--output", "json", "plan").output)
     function = next(c for c in plan["changes"] if c["kind"] == "Lambda function")
