@@ -39,17 +39,18 @@ STEPS: dict[str, Step] = {step.name: step for step in (
     # Topic policies admit our rule (ingest) and our alarms (alerts).
     Step("topic", "ingest + alerts topics, their policies, the pipeline's KMS key",
          refers=("rule", "alarms")),
-    # The queue policy admits the ingest topic.
-    Step("queue", "queue + dead-letter queue + queue policy", refers=("topic",)),
+    # The queue policy admits the ingest topic, the DLQ's admits the rule.
+    Step("queue", "queue + dead-letter queue + queue policy", refers=("topic", "rule")),
     # The environment names the table and the alerts topic.
     Step("lambda", "log group, then the processor function (deterministic zip)",
          ("roles", "queue"), refers=("table", "topic")),
-    Step("rule", "EventBridge rule + target", ("topic",), refers=("bucket",)),
+    Step("rule", "EventBridge rule + target (dead-lettering into the DLQ)", ("topic", "queue"),
+         refers=("bucket",)),
     Step("subscribe", "topic -> queue, queue -> function, optional alert e-mail",
          ("topic", "queue", "lambda")),
-    # Alarms watch the function and the queues.
+    # Alarms watch the function, the queues and the rule.
     Step("alarms", "CloudWatch alarms on errors, throttles, DLQ depth, message age",
-         ("topic",), refers=("lambda", "queue")),
+         ("topic",), refers=("lambda", "queue", "rule")),
 )}
 STEP_ORDER = tuple(STEPS)
 

@@ -43,11 +43,27 @@ def alarm_specs(ctx: Context) -> list[AlarmSpec]:
                   "Throttles", "Sum", fn, 0),
         AlarmSpec("dlq-not-empty", "Messages are waiting in the dead-letter queue", "AWS/SQS",
                   "ApproximateNumberOfMessagesVisible", "Maximum", ("QueueName", names.dlq), 0),
+        # EventBridge user guide, "Monitoring Amazon EventBridge": FailedInvocations (AWS/Events,
+        # dimension RuleName for a rule on the default bus) counts invocations that failed
+        # permanently, and is only sent when not zero, hence TreatMissingData notBreaching.
+        AlarmSpec("rule-failed-invocations",
+                  "EventBridge could not deliver new files to the ingest topic (see dlq list)",
+                  "AWS/Events", "FailedInvocations", "Sum", ("RuleName", names.rule), 0),
         AlarmSpec("queue-oldest-message",
                   f"A message has waited over {OLDEST_MESSAGE_SECONDS}s in the queue",
                   "AWS/SQS", "ApproximateAgeOfOldestMessage", "Maximum",
                   ("QueueName", names.queue), OLDEST_MESSAGE_SECONDS, period=300),
     ]
+
+
+def alarm_name(ctx: Context, spec: AlarmSpec) -> str:
+    return f"{ctx.names.alarm_prefix}-{spec.suffix}"
+
+
+def alarm_arns(ctx: Context) -> list[str]:
+    """The exact ARNs of this pipeline's alarms, from the same specs the alarms step uses, so
+    the alerts topic's policy admits every alarm of ours and no one else's."""
+    return [ctx.arn("cloudwatch", f"alarm:{alarm_name(ctx, spec)}") for spec in alarm_specs(ctx)]
 
 
 class Alarm(Resource):
@@ -60,7 +76,7 @@ class Alarm(Resource):
 
     @property
     def name(self) -> str:
-        return f"{self.ctx.names.alarm_prefix}-{self.spec.suffix}"
+        return alarm_name(self.ctx, self.spec)
 
     @property
     def arn(self) -> str:

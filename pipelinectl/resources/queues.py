@@ -2,7 +2,14 @@
 
 The queue's visibility timeout is at least 6x the function timeout (AWS's advice for Lambda
 event sources) and its policy lets SNS send only from our ingest topic (confused-deputy
-condition). The DLQ has no resource policy: only the processor's role may send to it.
+condition). The DLQ's policy lets EventBridge send only for our rule (the rule's target
+dead-letters there); the processor's role sends to it through its own IAM policy.
+
+Both set ``MaximumMessageSize`` explicitly to SQS's maximum, 1 MiB: SQS raised it from
+256 KiB (botocore's SQS model: "Valid values: An integer from 1,024 bytes (1 KiB) to
+1,048,576 bytes (1 MiB)"; AWS Compute Blog, "More room to build: serverless services now
+support payloads up to 1 MB", January 2026), but a queue created before keeps the 256 KiB it
+was given. The processor sizes its DLQ copies by the same constant (``DLQ_MAX_MESSAGE_BYTES``).
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 # it to sqs.exceptions.QueueDeletedRecently). So `up` retries the name for a little more
 # than those 60 seconds, and teardown waits (as long) until the name stops answering.
 NAME_REUSE_DELAYS = (5.0,) * 14
+
+#: SQS's largest MaximumMessageSize (body plus message attributes), set on both queues.
+MAX_MESSAGE_BYTES = 1_048_576
 
 
 class _Queue(Resource):
@@ -134,9 +144,28 @@ class DeadLetterQueue(_Queue):
         return self.ctx.names.dlq
 
     def _attributes(self) -> dict[str, str]:
+        rule_arn = self.ctx.arn("events", f"rule/{self.ctx.names.rule}")
+        # EventBridge user guide, "Using dead-letter queues to process undelivered events":
+        # with PutTargets the queue policy must be attached by hand; this is its documented
+        # form (events.amazonaws.com, sqs:SendMessage, ArnEquals aws:SourceArn = the rule).
+        # The DLQ must be a standard queue in the rule's Region (ours is); SSE-SQS needs no
+        # key policy (only a customer-managed KMS key would).
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "OurRuleDeadLettersOnly",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": self.arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+            }],
+        }
         return {
             "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS),
+            "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
             "SqsManagedSseEnabled": "true",
+            "Policy": policy_json(policy),
         }
 
     def health(self, observed: Observed) -> Health:
@@ -169,6 +198,7 @@ class Queue(_Queue):
         return {
             "VisibilityTimeout": str(config.queue_visibility_timeout),
             "MessageRetentionPeriod": str(config.message_retention_days * 24 * 3600),
+            "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
             "SqsManagedSseEnabled": "true",
             "RedrivePolicy": json.dumps({
                 "deadLetterTargetArn": self.ctx.arn("sqs", self.ctx.names.dlq),
@@ -184,6 +214,7 @@ _JSON_ATTRIBUTES = {"RedrivePolicy", "Policy"}
 def _field(attribute: str) -> str:
     return {"VisibilityTimeout": "visibility_timeout",
             "MessageRetentionPeriod": "message_retention_seconds",
+            "MaximumMessageSize": "maximum_message_size",
             "SqsManagedSseEnabled": "sse", "RedrivePolicy": "redrive_policy",
             "Policy": "policy"}[attribute]
 
@@ -191,8 +222,8 @@ def _field(attribute: str) -> str:
 def _observed_attributes(attrs: dict[str, str]) -> dict[str, Any]:
     """Normalise SQS's string attributes so desired and observed compare equal."""
     observed: dict[str, Any] = {}
-    for attribute in ("VisibilityTimeout", "MessageRetentionPeriod", "SqsManagedSseEnabled",
-                      "RedrivePolicy", "Policy"):
+    for attribute in ("VisibilityTimeout", "MessageRetentionPeriod", "MaximumMessageSize",
+                      "SqsManagedSseEnabled", "RedrivePolicy", "Policy"):
         value = attrs.get(attribute)
         if attribute in _JSON_ATTRIBUTES:
             parsed = parse_policy(value)

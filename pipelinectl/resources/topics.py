@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelinectl.resources.alarms import alarm_arns
 from pipelinectl.resources.base import (
     Health,
     Observed,
@@ -107,13 +108,15 @@ class AlertsTopic(_Topic):
         return self.ctx.names.alerts_topic
 
     def _publishers(self) -> list[dict[str, Any]]:
-        alarms = self.ctx.arn("cloudwatch", f"alarm:{self.ctx.names.alarm_prefix}-*")
+        """Our alarms by their exact ARNs: a name prefix (ArnLike `ecommerce-*`) would also
+        admit the alarms of a pipeline named `ecommerce-eu`. Several values of one condition
+        key are ORed (IAM User Guide, "Conditions with multiple context keys or values")."""
         return [{
             "Sid": "OnlyOurAlarmsPublish",
             "Effect": "Allow",
             "Principal": {"Service": "cloudwatch.amazonaws.com"},
             "Action": "sns:Publish",
             "Resource": self.arn,
-            "Condition": {"ArnLike": {"aws:SourceArn": alarms},
+            "Condition": {"ArnEquals": {"aws:SourceArn": alarm_arns(self.ctx)},
                           "StringEquals": {"aws:SourceAccount": self.ctx.account}},
         }]

@@ -151,7 +151,7 @@ def test_status_is_healthy_after_up(local: LocalPipeline) -> None:
     status = local.json("status")
     unhealthy = [(r["name"], r["state"]) for r in status["resources"] if r["health"] != "ok"]
     assert status["healthy"] and not unhealthy, unhealthy
-    assert len(status["resources"]) == 17
+    assert len(status["resources"]) == 18
 
 
 def test_send_test_1500_is_stored_and_alerted(

@@ -27,7 +27,7 @@ def test_status_json_has_stable_keys_and_every_resource(
     payload = json.loads(result.output)
     assert set(payload) == {"account", "healthy", "pipeline", "region", "resources"}
     assert payload["healthy"] is True
-    assert len(payload["resources"]) == 17
+    assert len(payload["resources"]) == 18
     for row in payload["resources"]:
         assert set(row) == {"arn", "details", "health", "kind", "name", "state", "step"}
         assert row["arn"].startswith("arn:aws:")
@@ -37,11 +37,11 @@ def test_status_json_has_stable_keys_and_every_resource(
 
 def test_plan_json_lists_changes_and_a_summary(cli: Any) -> None:
     payload = json.loads(cli("--output", "json", "plan").output)
-    assert payload["summary"] == {"create": 17}
+    assert payload["summary"] == {"create": 18}
     assert {c["action"] for c in payload["changes"]} == {"create"}
     assert cli("up", "--dry-run").exit_code == 0
     assert json.loads(cli("--output", "json", "up", "--dry-run").output)["summary"] == {
-        "create": 17}
+        "create": 18}
 
 
 def test_up_prints_progress_and_the_arns(cli: Any) -> None:
@@ -154,9 +154,9 @@ def test_help_does_not_import_boto3_rich_or_moto() -> None:
 
 def test_up_json_ends_with_every_resource_and_its_real_arn(cli: Any) -> None:
     payload = json.loads(cli("--output", "json", "up").stdout)  # warnings go to stderr
-    assert payload["summary"] == {"create": 17}
+    assert payload["summary"] == {"create": 18}
     arns = {r["kind"]: r["arn"] for r in payload["resources"]}
-    assert len(payload["resources"]) == 17
+    assert len(payload["resources"]) == 18
     assert not arns["SNS subscription"].endswith(":*")  # the ARN subscribe returned
     assert arns["SQS queue"] == "arn:aws:sqs:us-east-1:123456789012:ecommerce-transactions"
 

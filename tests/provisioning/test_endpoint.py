@@ -24,11 +24,11 @@ def test_up_over_http_then_a_second_up_changes_nothing(endpoint: str) -> None:
     assert first.exit_code == 0, first.output
     again = runner.invoke(main, ["--endpoint-url", endpoint, "--name", "viahttp",
                                  "--output", "json", "up"])
-    assert json.loads(again.output)["summary"] == {"unchanged": 17}
+    assert json.loads(again.output)["summary"] == {"unchanged": 18}
 
 
 def test_aws_endpoint_url_is_honoured(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     result = CliRunner().invoke(main, ["--name", "viaenv", "--output", "json", "plan"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["summary"] == {"create": 17}
+    assert json.loads(result.output)["summary"] == {"create": 18}

@@ -34,7 +34,7 @@ def test_plan_on_an_empty_account_lists_every_create_and_mutates_nothing(pipelin
         ("lambda", "log group", "create"), ("lambda", "Lambda function", "create"),
         ("rule", "EventBridge rule", "create"), ("subscribe", "SNS subscription", "create"),
         ("subscribe", "event source mapping", "create"),
-        *[("alarms", "CloudWatch alarm", "create")] * 4]
+        *[("alarms", "CloudWatch alarm", "create")] * 5]
     assert p.mutating() == []
     assert engine.status(p.ctx)[0].health == "missing"
 

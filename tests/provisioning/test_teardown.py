@@ -43,7 +43,7 @@ def test_teardown_leaves_nothing_and_a_second_one_has_nothing_to_do(pipeline: An
     s3.delete_object(Bucket=bucket, Key="incoming/a.csv")
     changes = engine.teardown(p.ctx)
     assert {c.action for c in changes} == {"delete"}
-    assert len(changes) == 17
+    assert len(changes) == 18
     assert everything_named(p) == []
     key = p.client("kms").list_keys()["Keys"][0]["KeyId"]
     assert p.client("kms").describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == \
@@ -74,10 +74,11 @@ def test_same_named_queue_without_our_tag_is_refused_by_up_and_left_by_teardown(
     with pytest.raises(engine.StepFailed, match="not this pipeline's") as failed:
         engine.apply(p.ctx)
     # Independent steps ran to the end; nothing that needs or names the queue was started
-    # (the role would be granted the foreign queue, the alarms would watch it).
+    # (the role would be granted the foreign queue, the alarms would watch it, the rule
+    # dead-letters into the queue step's DLQ).
     done = {c.step for c in failed.value.done}
-    assert {"bucket", "table", "topic", "rule"} <= done
-    assert not {"roles", "lambda", "subscribe", "alarms"} & done
+    assert {"bucket", "table", "topic"} <= done
+    assert not {"roles", "lambda", "rule", "subscribe", "alarms"} & done
     assert failed.value.exit_code == 1
     changes = engine.teardown(p.ctx)
     refused = [c for c in changes if c.action == "refused"]

@@ -26,7 +26,7 @@ def test_up_creates_every_resource_with_its_settings(pipeline: Any) -> None:
     p = pipeline()
     changes = engine.apply(p.ctx)
     assert {c.action for c in changes} == {"create"}
-    assert len(changes) == 17
+    assert len(changes) == 18
 
     # Queues: SSE, redrive to the DLQ, visibility >= 6 x function timeout, SNS-only policy.
     sqs = p.client("sqs")
@@ -45,6 +45,15 @@ def test_up_creates_every_resource_with_its_settings(pipeline: Any) -> None:
     dlq = sqs.get_queue_url(QueueName="ecommerce-transactions-dlq")["QueueUrl"]
     dlq_attrs = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["All"])["Attributes"]
     assert dlq_attrs["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+    # SQS's maximum, set explicitly: a queue made before 2025 would otherwise keep 256 KiB.
+    assert attrs["MaximumMessageSize"] == dlq_attrs["MaximumMessageSize"] == "1048576"
+    # Only our rule may dead-letter into the DLQ (EventBridge's documented DLQ policy).
+    dead_letters = statement(json.loads(dlq_attrs["Policy"]), "OurRuleDeadLettersOnly")
+    assert dead_letters["Principal"] == {"Service": "events.amazonaws.com"}
+    assert dead_letters["Action"] == "sqs:SendMessage"
+    assert dead_letters["Resource"] == arn("sqs", "ecommerce-transactions-dlq")
+    assert dead_letters["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": arn("events", "rule/ecommerce-object-created")}}
 
     # Topics: encrypted with the pipeline's own key; only our rule / our alarms may publish.
     kms = p.client("kms")
@@ -67,8 +76,10 @@ def test_up_creates_every_resource_with_its_settings(pipeline: Any) -> None:
     alerts = sns.get_topic_attributes(TopicArn=arn("sns", "ecommerce-alerts"))["Attributes"]
     assert alerts["KmsMasterKeyId"] == "alias/ecommerce-pipeline"
     alarm_publish = statement(json.loads(alerts["Policy"]), "OnlyOurAlarmsPublish")
-    assert alarm_publish["Condition"]["ArnLike"] == {
-        "aws:SourceArn": arn("cloudwatch", "alarm:ecommerce-*")}
+    assert alarm_publish["Condition"]["ArnEquals"] == {"aws:SourceArn": [
+        arn("cloudwatch", f"alarm:ecommerce-{suffix}") for suffix in (
+            "processor-errors", "processor-throttles", "dlq-not-empty",
+            "rule-failed-invocations", "queue-oldest-message")]}
     for topic in ("ecommerce-ingest", "ecommerce-alerts"):
         tags = sns.list_tags_for_resource(ResourceArn=arn("sns", topic))["Tags"]
         assert {t["Key"]: t["Value"] for t in tags} == TAGS
@@ -107,6 +118,9 @@ def test_up_creates_every_resource_with_its_settings(pipeline: Any) -> None:
                    "object": {"key": [{"prefix": "incoming/"}]}}}
     targets = events.list_targets_by_rule(Rule="ecommerce-object-created")["Targets"]
     assert [t["Arn"] for t in targets] == [arn("sns", "ecommerce-ingest")]
+    assert targets[0]["DeadLetterConfig"] == {"Arn": arn("sqs", "ecommerce-transactions-dlq")}
+    assert targets[0]["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400,
+                                         "MaximumRetryAttempts": 185}
 
     # Function and its wiring.
     lam = p.client("lambda")
@@ -139,7 +153,8 @@ def test_up_creates_every_resource_with_its_settings(pipeline: Any) -> None:
     alarms = p.client("cloudwatch").describe_alarms(AlarmNamePrefix="ecommerce-")["MetricAlarms"]
     assert {a["AlarmName"] for a in alarms} == {
         "ecommerce-processor-errors", "ecommerce-processor-throttles",
-        "ecommerce-dlq-not-empty", "ecommerce-queue-oldest-message"}
+        "ecommerce-dlq-not-empty", "ecommerce-queue-oldest-message",
+        "ecommerce-rule-failed-invocations"}
     for alarm in alarms:
         assert alarm["AlarmActions"] == [arn("sns", "ecommerce-alerts")]
     dlq_alarm = next(a for a in alarms if a["AlarmName"] == "ecommerce-dlq-not-empty")
@@ -148,6 +163,13 @@ def test_up_creates_every_resource_with_its_settings(pipeline: Any) -> None:
                                         "Value": "ecommerce-transactions-dlq"}]
     assert dlq_alarm["Threshold"] == 0 and dlq_alarm["ComparisonOperator"] == \
         "GreaterThanThreshold"
+    rule_alarm = next(a for a in alarms
+                      if a["AlarmName"] == "ecommerce-rule-failed-invocations")
+    assert (rule_alarm["Namespace"], rule_alarm["MetricName"], rule_alarm["Statistic"]) == (
+        "AWS/Events", "FailedInvocations", "Sum")
+    assert rule_alarm["Dimensions"] == [{"Name": "RuleName",
+                                         "Value": "ecommerce-object-created"}]
+    assert rule_alarm["TreatMissingData"] == "notBreaching"  # sent only when not zero
 
 
 def test_role_is_least_privilege_with_exact_arns(pipeline: Any) -> None:
@@ -206,7 +228,7 @@ def test_steps_one_by_one_in_readme_order_reach_the_state_of_up(
     p = pipeline()
     assert {c.action for c in engine.plan(p.ctx)} == {"unchanged"}
     rows = engine.status(p.ctx)
-    assert len(rows) == 17 and all(r.health == "ok" for r in rows), rows
+    assert len(rows) == 18 and all(r.health == "ok" for r in rows), rows
 
 
 def test_a_step_run_before_what_it_needs_says_which_step_to_run(cli: Any) -> None:
