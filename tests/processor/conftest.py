@@ -14,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from lambda_src.handler import Runtime, handle
+from pipelinectl.resources.queues import MAX_MESSAGE_BYTES
 
 REGION = "us-east-1"
 BUCKET = "ecommerce-landing-123456789012-us-east-1"
@@ -78,6 +79,12 @@ class Recorder:
     def count(self) -> int:
         return len(self.calls)
 
+    @staticmethod
+    def max_message_bytes(url: str) -> int:
+        return int(SESSION.client("sqs", region_name=REGION).get_queue_attributes(
+            QueueUrl=url, AttributeNames=["MaximumMessageSize"])["Attributes"][
+            "MaximumMessageSize"])
+
     def check_limits(self) -> None:
         """AWS limits moto accepts silently."""
         for call in self.ops("BatchWriteItem"):
@@ -93,8 +100,11 @@ class Recorder:
         for call in self.ops("SendMessageBatch"):
             assert len(call.params["Entries"]) <= 10
             sizes = [message_bytes(e) for e in call.params["Entries"]]
-            assert all(size <= 262_144 for size in sizes), f"message of {max(sizes)} bytes"
-            assert sum(sizes) <= 262_144, f"SendMessageBatch of {sum(sizes)} bytes"
+            # each message within the queue's MaximumMessageSize (moto counts only the body),
+            # the batch within SQS's 1 MiB in all (botocore's SQS model, SendMessageBatch)
+            limit = self.max_message_bytes(call.params["QueueUrl"])
+            assert all(size <= limit for size in sizes), f"message of {max(sizes)} bytes"
+            assert sum(sizes) <= 1_048_576, f"SendMessageBatch of {sum(sizes)} bytes"
             for entry in call.params["Entries"]:
                 assert len(entry.get("MessageAttributes", {})) <= 10
 
@@ -125,9 +135,12 @@ class Pipeline:
             AttributeDefinitions=[{"AttributeName": "transaction_id", "AttributeType": "S"}],
         )
         self.s3.create_bucket(Bucket=BUCKET)
-        self.queue_url = self.sqs.create_queue(QueueName="ecommerce-transactions")["QueueUrl"]
+        sized = {"MaximumMessageSize": str(MAX_MESSAGE_BYTES)}  # as `up` sets both queues
+        self.queue_url = self.sqs.create_queue(QueueName="ecommerce-transactions",
+                                               Attributes=sized)["QueueUrl"]
         self.queue_arn = self._arn(self.queue_url)
-        self.dlq_url = self.sqs.create_queue(QueueName="ecommerce-transactions-dlq")["QueueUrl"]
+        self.dlq_url = self.sqs.create_queue(QueueName="ecommerce-transactions-dlq",
+                                             Attributes=sized)["QueueUrl"]
         self.ingest_arn = self.sns.create_topic(Name="ecommerce-ingest")["TopicArn"]
         self.sns.subscribe(TopicArn=self.ingest_arn, Protocol="sqs", Endpoint=self.queue_arn)
         self.alerts_arn = self.sns.create_topic(Name="ecommerce-alerts")["TopicArn"]
@@ -137,6 +150,7 @@ class Pipeline:
         for name, value in {
             "TABLE_NAME": TABLE, "ALERTS_TOPIC_ARN": self.alerts_arn, "DLQ_URL": self.dlq_url,
             "ALERT_THRESHOLD": "1000", "REJECTS_PREFIX": "rejected/", "PIPELINE_NAME": "ecommerce",
+            "DLQ_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES),
         }.items():
             monkeypatch.setenv(name, value)
         self.clock = Clock()

@@ -103,9 +103,10 @@ def test_odd_field_names_in_a_file_do_not_hold_back_the_file(pipeline: Pipeline)
 
 
 def test_a_body_at_the_size_limit_is_cut_and_marked(pipeline: Pipeline) -> None:
+    limit = pipeline.recorder.max_message_bytes(pipeline.dlq_url)
     others = {f"A{i}": {"DataType": "String", "StringValue": "v" * 10} for i in range(8)}
     pipeline.sqs.send_message(
-        QueueUrl=pipeline.queue_url, MessageBody="x" * (262_144 - 200),
+        QueueUrl=pipeline.queue_url, MessageBody="x" * (limit - 200),
         MessageAttributes={**others, "TransactionType": {"DataType": "String",
                                                          "StringValue": "Purchase"}})
     pipeline.send(GOOD)
@@ -117,7 +118,47 @@ def test_a_body_at_the_size_limit_is_cut_and_marked(pipeline: Pipeline) -> None:
     assert attribute(dead, "BodyTruncated") == "true"
     assert attribute(dead, "TransactionType") == "Purchase"
     assert attribute(dead, "ErrorCode") and attribute(dead, "SourceMessageId")
-    assert set(dead["Body"]) == {"x"} and len(dead["Body"]) < 262_144 - 200
+    assert set(dead["Body"]) == {"x"} and len(dead["Body"]) < limit - 200
+    assert message_bytes({"MessageBody": dead["Body"],
+                          "MessageAttributes": dead["MessageAttributes"]}) <= limit
+
+
+def _invalid_300_kb() -> str:
+    """An invalid transaction of 300 KB: more than SQS's old 256 KiB, less than its 1 MiB."""
+    body = json.dumps({"transaction_id": "big-1", "amount": -1,
+                       "timestamp": "2024-08-09T12:34:56Z", "note": "n" * 300_000})
+    assert 262_144 < len(body.encode()) < 1_048_576
+    return body
+
+
+def test_a_300_kb_invalid_message_is_dead_lettered_whole(pipeline: Pipeline) -> None:
+    body = _invalid_300_kb()
+    pipeline.sqs.send_message(
+        QueueUrl=pipeline.queue_url, MessageBody=body,
+        MessageAttributes={"TransactionType": {"DataType": "String", "StringValue": "Refund"}})
+
+    assert pipeline.drain() == {"batchItemFailures": []}  # the recorder checks the sizes
+
+    (dead,) = pipeline.dead_letters()
+    assert dead["Body"] == body
+    assert "BodyTruncated" not in dead["MessageAttributes"]
+    assert attribute(dead, "TransactionType") == "Refund"
+    assert attribute(dead, "ErrorCode") and attribute(dead, "ErrorReason")
+
+
+def test_a_dlq_still_at_256_kib_gets_a_cut_copy_that_fits_it(
+        pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cut stays for what truly exceeds the DLQ's MaximumMessageSize."""
+    pipeline.sqs.set_queue_attributes(QueueUrl=pipeline.dlq_url,
+                                      Attributes={"MaximumMessageSize": "262144"})
+    monkeypatch.setenv("DLQ_MAX_MESSAGE_BYTES", "262144")
+    pipeline.runtime = pipeline.make_runtime()
+    pipeline.sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=_invalid_300_kb())
+
+    assert pipeline.drain() == {"batchItemFailures": []}  # the recorder checks the sizes
+
+    (dead,) = pipeline.dead_letters()
+    assert attribute(dead, "BodyTruncated") == "true"
     assert message_bytes({"MessageBody": dead["Body"],
                           "MessageAttributes": dead["MessageAttributes"]}) <= 262_144
 

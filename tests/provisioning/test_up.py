@@ -134,6 +134,8 @@ def test_up_creates_every_resource_with_its_settings(pipeline: Any) -> None:
     assert env["ALERTS_TOPIC_ARN"] == arn("sns", "ecommerce-alerts")
     assert env["ALERT_THRESHOLD"] == "1000"
     assert env["DLQ_URL"] == dlq
+    # the processor sizes DLQ copies by the DLQ's real maximum, which the queue step set
+    assert env["DLQ_MAX_MESSAGE_BYTES"] == dlq_attrs["MaximumMessageSize"]
     assert function["Tags"] == TAGS
     mappings = lam.list_event_source_mappings(FunctionName="ecommerce-processor")
     [mapping] = mappings["EventSourceMappings"]
