@@ -20,6 +20,12 @@ MAX_ROW_BYTES = 16 * 1024
 
 UNKNOWN_FIELD_POLICIES = ("reject", "ignore")
 
+#: SQS's MaximumMessageSize range (botocore's SQS model: 1,024 to 1,048,576 bytes since SQS
+#: raised it to 1 MiB). Without DLQ_MAX_MESSAGE_BYTES (a function deployed by an older
+#: pipelinectl) the DLQ is assumed to have the old 256 KiB default, which every queue takes.
+SQS_MESSAGE_BYTES_RANGE = (1024, 1_048_576)
+LEGACY_MESSAGE_BYTES = 262_144
+
 
 class ConfigError(RuntimeError):
     """The function's environment is unusable; raised before any record is touched."""
@@ -37,6 +43,7 @@ class Settings:
     pipeline_name: str = "ecommerce"
     unknown_fields: str = "reject"
     max_row_bytes: int = MAX_ROW_BYTES
+    dlq_max_message_bytes: int = LEGACY_MESSAGE_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,6 +60,7 @@ class Settings:
             rejects_prefix=env.get("REJECTS_PREFIX") or "rejected/",
             pipeline_name=env.get("PIPELINE_NAME") or "ecommerce",
             unknown_fields=(env.get("UNKNOWN_FIELDS") or "reject").strip().lower(),
+            dlq_max_message_bytes=_parse_message_bytes(env.get("DLQ_MAX_MESSAGE_BYTES")),
         )
         settings.check()
         return settings
@@ -80,4 +88,19 @@ def _parse_threshold(raw: str) -> Decimal:
         raise ConfigError(f"ALERT_THRESHOLD must be a decimal number, got {raw!r}") from None
     if not value.is_finite() or value < 0:
         raise ConfigError(f"ALERT_THRESHOLD must be a finite number >= 0, got {raw!r}")
+    return value
+
+
+def _parse_message_bytes(raw: str | None) -> int:
+    """The DLQ's MaximumMessageSize as the provisioning code set it (DLQ copies fit in it)."""
+    if not raw:
+        return LEGACY_MESSAGE_BYTES
+    low, high = SQS_MESSAGE_BYTES_RANGE
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if not low <= value <= high:
+        raise ConfigError(f"DLQ_MAX_MESSAGE_BYTES must be an integer from {low} to {high} "
+                          f"(SQS's MaximumMessageSize range), got {raw!r}")
     return value

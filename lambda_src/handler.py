@@ -72,7 +72,8 @@ class Runtime:
             persister=persister,
             files=FileProcessor(session.client("s3", config=BOTO_CONFIG), persister, settings),
             dead_letters=DeadLetters(session.client("sqs", config=BOTO_CONFIG),
-                                     settings.dlq_url, settings.pipeline_name),
+                                     settings.dlq_url, settings.pipeline_name,
+                                     settings.dlq_max_message_bytes),
             metrics=Metrics(
                 namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "pipelinectl",
                 service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "processor",

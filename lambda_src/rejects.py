@@ -4,10 +4,13 @@
   attributes plus ``ErrorCode``, ``ErrorReason``, ``SourceMessageId`` and ``Pipeline``
   message attributes, then acknowledged. Keeping the original attributes matters:
   ``TransactionType`` must survive a ``dlq redrive``, so it is copied first. The entry stays
-  within SQS's message size (body plus attributes): other originals are dropped, the reason
-  shortened, and as a last resort the body cut and marked ``BodyTruncated=true``.
-  ``SendMessageBatch`` (covered by the role's ``sqs:SendMessage``) carries at most 10
-  entries and 256 KiB per call.
+  within the DLQ's ``MaximumMessageSize`` (body plus attributes; 1 MiB as `up` sets it, passed
+  as ``DLQ_MAX_MESSAGE_BYTES``): only when the original does not fit are other originals
+  dropped, the reason shortened, and as a last resort the body cut and marked
+  ``BodyTruncated=true``. A message SQS delivered (at most the queue's own maximum, the same
+  1 MiB) therefore reaches the DLQ whole. ``SendMessageBatch`` (covered by the role's
+  ``sqs:SendMessage``) carries at most 10 entries and 1 MiB in all per call (botocore's SQS
+  model: "the maximum total payload size ... 1 MiB").
 - Invalid *file rows* are spooled (memory first, then /tmp) and written once, at the end of
   the file, to ``rejected/<key without incoming/>.errors.jsonl`` - one JSON object per line
   with row, line, code, reason and a clipped copy of the raw row. The same input yields the
@@ -27,17 +30,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .config import INCOMING_PREFIX
+from .config import INCOMING_PREFIX, LEGACY_MESSAGE_BYTES
 from .errors import Rejected, error_code
 
 SEND_BATCH_LIMIT = 10
-SEND_BATCH_BYTES = 256 * 1024
+SEND_BATCH_BYTES = 1_048_576
 MAX_ATTRIBUTES = 10
 MAX_REASON_CHARS = 1000
 #: What the reason is cut to when the original body leaves no room for the full one.
 MIN_REASON_CHARS = 200
-#: SQS's maximum message size, body and message attributes together.
-MAX_MESSAGE_BYTES = 262_144
 TRANSACTION_TYPE = "TransactionType"
 BODY_TRUNCATED = "BodyTruncated"
 MAX_DETAILED_REJECTS = 10_000  # rows listed one by one in a rejects object
@@ -70,10 +71,13 @@ def rejects_key(key: str, prefix: str) -> str:
 class DeadLetters:
     """Sends invalid messages to the DLQ in batches."""
 
-    def __init__(self, sqs: Any, queue_url: str, pipeline: str) -> None:
+    def __init__(self, sqs: Any, queue_url: str, pipeline: str,
+                 max_message_bytes: int = LEGACY_MESSAGE_BYTES) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
         self.pipeline = pipeline
+        #: The DLQ's MaximumMessageSize: body and message attributes together.
+        self.max_bytes = max_message_bytes
 
     def send(self, letters: Sequence[DeadLetter]) -> dict[str, str]:
         """Send ``letters``; return message id -> reason for those that did not reach the DLQ."""
@@ -117,24 +121,25 @@ class DeadLetters:
             if converted is not None and name not in attributes]
         keep_type = [a for a in originals[:1] if a[0] == TRANSACTION_TYPE]
         entry = {"Id": f"m{index}", "MessageBody": body, "MessageAttributes": attributes}
-        if entry_bytes(entry) > MAX_MESSAGE_BYTES and "ErrorReason" in attributes:
+        limit = self.max_bytes
+        if entry_bytes(entry) > limit and "ErrorReason" in attributes:
             reason = attributes["ErrorReason"]["StringValue"]
             attributes["ErrorReason"] = _string(reason[:MIN_REASON_CHARS])
         reserved = sum(_attribute_bytes(n, a) for n, a in keep_type)
-        if entry_bytes(entry) + reserved > MAX_MESSAGE_BYTES:
+        if entry_bytes(entry) + reserved > limit:
             attributes[BODY_TRUNCATED] = _string("true")
-            room = MAX_MESSAGE_BYTES - reserved - (entry_bytes(entry) - _utf8_len(body))
+            room = limit - reserved - (entry_bytes(entry) - _utf8_len(body))
             entry["MessageBody"] = _cut(body, max(room, 0))
         for name, converted in originals:
             if len(attributes) >= MAX_ATTRIBUTES:
                 break
-            if entry_bytes(entry) + _attribute_bytes(name, converted) <= MAX_MESSAGE_BYTES:
+            if entry_bytes(entry) + _attribute_bytes(name, converted) <= limit:
                 attributes[name] = converted
         return entry
 
     @staticmethod
     def _batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        """At most 10 entries and 256 KiB of payload per SendMessageBatch call."""
+        """At most 10 entries and 1 MiB of payload per SendMessageBatch call."""
         batches: list[list[dict[str, Any]]] = []
         size = 0
         for entry in entries:

@@ -23,7 +23,7 @@ from pipelinectl.resources.base import (
     error_code,
     retry_while,
 )
-from pipelinectl.resources.queues import DeadLetterQueue
+from pipelinectl.resources.queues import MAX_MESSAGE_BYTES, DeadLetterQueue
 
 # What Lambda says while a new role or its policy is still propagating through IAM.
 ROLE_NOT_READY = ("cannot be assumed by Lambda",
@@ -116,6 +116,7 @@ class Function(Resource):
             "TABLE_NAME": names.table,
             "ALERTS_TOPIC_ARN": ctx.arn("sns", names.alerts_topic),
             "DLQ_URL": dlq_url or KNOWN_AFTER_APPLY,
+            "DLQ_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES),  # the queue step sets it on the DLQ
             "ALERT_THRESHOLD": str(ctx.config.alert_threshold),
             "REJECTS_PREFIX": "rejected/",
             "POWERTOOLS_SERVICE_NAME": names.function,
