@@ -198,10 +198,10 @@ class Renderer:
             return
         table = Table(title=f"Dead-letter queue {queue}: {len(letters)} message(s)",
                       title_justify="left")
-        for column in ("sent", "message id", "reason", "body"):
+        for column in ("sent", "message id", "from", "reason", "body"):
             table.add_column(column, overflow="fold")
         for letter in letters:
-            table.add_row(letter.sent_at, letter.message_id,
+            table.add_row(letter.sent_at, letter.message_id, letter.origin,
                           Text(letter.reason, style="yellow"), body_preview(letter.body))
         self.console.print(table)
 

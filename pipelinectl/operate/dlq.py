@@ -6,10 +6,17 @@ Why each choice:
   to 0), so listing never delays a redrive or hides the DLQ from its alarm for long.
 - `redrive` prefers SQS's own StartMessageMoveTask (server-side, keeps attributes). Endpoints
   that lack it (moto, so `pipelinectl local`) get receive -> SendMessageBatch ->
-  DeleteMessageBatch instead, at most 10 entries and 256 KiB per batch call (AWS's limits;
-  moto does not enforce them). Only messages that reached the queue are deleted from the DLQ.
+  DeleteMessageBatch instead, at most 10 entries and 1 MiB per batch call (AWS's limits,
+  botocore's SQS model; moto does not enforce the count). Only messages that reached the
+  queue are deleted from the DLQ.
   A redrive moves at most the messages present when it started, so a poison message the
   processor sends straight back cannot make it loop.
+- Two writers share the DLQ: the processor (ErrorCode, ErrorReason, ...) and EventBridge,
+  for events it could not deliver to the ingest topic. EventBridge's messages carry the
+  event itself and the attributes RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE,
+  EXHAUSTED_RETRY_CONDITION and RETRY_ATTEMPTS (EventBridge user guide, "Using dead-letter
+  queues to process undelivered events"); `list` shows them as the reason, and `redrive`
+  hands the event to the processor, which unwraps EventBridge S3 events.
 - `purge` is PurgeQueue (one per 60 s per queue, an AWS rule we explain, not hide).
 """
 
@@ -17,8 +24,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from pipelinectl.clients import Client
@@ -28,11 +35,16 @@ from pipelinectl.operate.targets import Targets
 from pipelinectl.resources.base import Context, error_code
 
 BATCH_LIMIT = 10  # ReceiveMessage, SendMessageBatch, DeleteMessageBatch, ChangeVisibilityBatch
-BATCH_BYTES = 256 * 1024  # SendMessageBatch payload limit
+BATCH_BYTES = 1_048_576  # SendMessageBatch payload limit, all entries together
 PEEK_HIDE_SECONDS = 30  # long enough to page; every message is released right after
 MOVE_HIDE_SECONDS = 60  # while a message is between the DLQ and the queue
 MOVE_TASK_WAIT_SECONDS = 120
 ERROR_ATTRIBUTES = ("ErrorCode", "ErrorReason", "SourceMessageId", "Pipeline")
+#: EventBridge's dead-letter attributes, and the names `list` gives them.
+EVENTBRIDGE_ATTRIBUTES = {"RULE_ARN": "rule", "TARGET_ARN": "target",
+                          "ERROR_CODE": "error_code", "ERROR_MESSAGE": "error_message",
+                          "EXHAUSTED_RETRY_CONDITION": "exhausted_retry_condition",
+                          "RETRY_ATTEMPTS": "retry_attempts"}
 UNSUPPORTED_CODES = {"UnsupportedOperation", "InvalidAction", "NotImplemented",
                      "NotImplementedException", "UnknownOperationException", "InternalFailure",
                      "InternalError", "500", "501"}
@@ -40,7 +52,12 @@ UNSUPPORTED_CODES = {"UnsupportedOperation", "InvalidAction", "NotImplemented",
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One message in the DLQ, with the reason the processor attached (if it did)."""
+    """One message in the DLQ, with the reason its writer attached (if it did).
+
+    ``origin`` says who put it there: ``processor`` (an invalid message), ``eventbridge``
+    (an event the rule could not deliver; ``eventbridge`` holds its attributes) or
+    ``redrive policy`` (a message that failed processing maxReceiveCount times).
+    """
 
     message_id: str
     body: str
@@ -50,6 +67,8 @@ class DeadLetter:
     receive_count: int
     sent_at: str
     attributes: dict[str, str]
+    origin: str = "processor"
+    eventbridge: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,14 +147,39 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     system = message.get("Attributes", {})
     sent_ms = int(system.get("SentTimestamp", 0))
     sent_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sent_ms / 1000)) if sent_ms else ""
-    reason = attrs.get("ErrorReason") or ("no reason attached: it failed processing "
-                                          "maxReceiveCount times")
+    delivery = {name: attrs[key] for key, name in EVENTBRIDGE_ATTRIBUTES.items()
+                if key in attrs}
+    ours: Iterable[str]
+    if delivery and "ErrorReason" not in attrs:  # an event EventBridge could not deliver
+        reason = _eventbridge_reason(delivery)
+        code = delivery.get("error_code", "")
+        origin = "eventbridge"
+        ours = EVENTBRIDGE_ATTRIBUTES
+    else:
+        reason = attrs.get("ErrorReason") or ("no reason attached: it failed processing "
+                                              "maxReceiveCount times")
+        code = attrs.get("ErrorCode", "")
+        origin = "processor" if "ErrorReason" in attrs else "redrive policy"
+        ours = ERROR_ATTRIBUTES
     return DeadLetter(
         message_id=str(message["MessageId"]), body=str(message.get("Body", "")),
-        reason=reason, code=attrs.get("ErrorCode", ""),
-        source_message_id=attrs.get("SourceMessageId", ""),
+        reason=reason, code=code, source_message_id=attrs.get("SourceMessageId", ""),
         receive_count=int(system.get("ApproximateReceiveCount", 0)), sent_at=sent_at,
-        attributes={k: v for k, v in attrs.items() if k not in ERROR_ATTRIBUTES})
+        attributes={k: v for k, v in attrs.items() if k not in ours},
+        origin=origin, eventbridge=delivery)
+
+
+def _eventbridge_reason(delivery: dict[str, str]) -> str:
+    """One line: who failed to deliver to what, why, and after how many retries."""
+    rule = delivery.get("rule", "?").rsplit("/", 1)[-1]
+    target = delivery.get("target", "?").rsplit(":", 1)[-1]
+    why = ": ".join(v for v in (delivery.get("error_code"), delivery.get("error_message")) if v)
+    retries = delivery.get("retry_attempts")
+    after = f" after {retries} retries" if retries not in (None, "", "0") else ""
+    exhausted = delivery.get("exhausted_retry_condition")
+    until = f" ({exhausted} reached)" if exhausted else ""
+    return (f"EventBridge rule {rule} could not deliver to {target}{after}{until}: "
+            f"{why or 'no error given'}")
 
 
 # -- redrive ------------------------------------------------------------------------------
@@ -257,9 +301,12 @@ def _move_batch(sqs: Client, dlq_url: str, queue_url: str,
 
 
 def _send_entry(index: int, message: dict[str, Any]) -> dict[str, Any]:
-    """The message as it was sent: body and attributes (TransactionType must survive)."""
+    """The message as it was sent: body and attributes (TransactionType must survive).
+    EventBridge's failure attributes stay behind: they describe a delivery that is over."""
     attributes: dict[str, Any] = {}
     for name, value in message.get("MessageAttributes", {}).items():
+        if name in EVENTBRIDGE_ATTRIBUTES:
+            continue
         kept = {k: value[k] for k in ("DataType", "StringValue", "BinaryValue") if k in value}
         attributes[name] = kept
     entry: dict[str, Any] = {"Id": str(index), "MessageBody": message["Body"]}
@@ -316,12 +363,19 @@ def purge(ctx: Context) -> int:
 
 
 def body_preview(body: str, width: int = 80) -> str:
-    """The body on one line (SNS envelopes shown by their Message), clipped for a table."""
+    """The body on one line (SNS envelopes shown by their Message, S3 events by their
+    object), clipped for a table."""
     try:
         doc = json.loads(body)
     except ValueError:
         doc = None
     if isinstance(doc, dict) and doc.get("Type") == "Notification" and "Message" in doc:
         body = str(doc["Message"])
+    elif isinstance(doc, dict) and doc.get("source") == "aws.s3" and isinstance(
+            doc.get("detail"), dict):
+        detail = doc["detail"]
+        bucket = (detail.get("bucket") or {}).get("name", "?")
+        key = (detail.get("object") or {}).get("key", "?")
+        body = f"{doc.get('detail-type', 'S3 event')}: s3://{bucket}/{key}"
     flat = " ".join(body.split())
     return flat if len(flat) <= width else flat[:width - 1] + "…"

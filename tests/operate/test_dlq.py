@@ -3,6 +3,7 @@ calls (moto accepts batches AWS would refuse)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -89,8 +90,8 @@ def test_redrive_falls_back_to_batches_of_ten_when_move_tasks_are_unsupported(
     assert moved["MessageAttributes"]["TransactionType"]["StringValue"] == "Purchase"
 
 
-def test_redrive_splits_batches_at_256_kib(ctx: Context, targets: Targets) -> None:
-    big = "x" * (100 * 1024)
+def test_redrive_splits_batches_at_1_mib(ctx: Context, targets: Targets) -> None:
+    big = "x" * (300 * 1024)  # more than SQS's old 256 KiB: the queues take 1 MiB now
     for _ in range(5):
         _dead_letter(targets, big)
     result = dlq.redrive(ctx)
@@ -98,7 +99,7 @@ def test_redrive_splits_batches_at_256_kib(ctx: Context, targets: Targets) -> No
     sends = _batch_calls(ctx, "SendMessageBatch")
     sizes = [sum(len(e["MessageBody"]) for e in p["Entries"]) for p in sends]
     assert all(size <= dlq.BATCH_BYTES for size in sizes)
-    assert [len(p["Entries"]) for p in sends] == [2, 2, 1]
+    assert [len(p["Entries"]) for p in sends] == [3, 2]
 
 
 def test_redrive_max_moves_only_that_many(ctx: Context, targets: Targets) -> None:
@@ -188,8 +189,8 @@ def test_send_batches_limits() -> None:
     entries = [{"Id": str(i), "MessageBody": "b"} for i in range(21)]
     assert [len(b) for b in dlq.send_batches(entries)] == [10, 10, 1]
     assert dlq.send_batches([]) == []
-    big = [{"Id": str(i), "MessageBody": "x" * 200_000} for i in range(3)]
-    assert [len(b) for b in dlq.send_batches(big)] == [1, 1, 1]
+    big = [{"Id": str(i), "MessageBody": "x" * 400_000} for i in range(3)]
+    assert [len(b) for b in dlq.send_batches(big)] == [2, 1]
 
 
 @pytest.mark.parametrize(("error", "unsupported"), [
@@ -205,3 +206,51 @@ def test_body_preview_unwraps_sns_and_clips() -> None:
     envelope = '{"Type": "Notification", "TopicArn": "arn", "Message": "{\\"a\\": 1}"}'
     assert dlq.body_preview(envelope) == '{"a": 1}'
     assert dlq.body_preview("y" * 200, width=10) == "y" * 9 + "…"
+
+
+S3_EVENT = {"version": "0", "id": "e-1", "detail-type": "Object Created", "source": "aws.s3",
+            "account": "123456789012", "region": "us-east-1",
+            "detail": {"bucket": {"name": "landing"}, "object": {"key": "incoming/a.csv"}}}
+RULE_ARN = "arn:aws:events:us-east-1:123456789012:rule/ecommerce-object-created"
+TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:ecommerce-ingest"
+
+
+def _eventbridge_dead_letter(targets: Targets) -> None:
+    """What EventBridge sends to a target's DLQ: the event, and its documented attributes
+    (EventBridge user guide, "Using dead-letter queues to process undelivered events")."""
+    attributes = {"RULE_ARN": RULE_ARN, "TARGET_ARN": TOPIC_ARN, "ERROR_CODE": "NO_PERMISSIONS",
+                  "ERROR_MESSAGE": "Not authorized to publish to the topic",
+                  "RETRY_ATTEMPTS": "0"}
+    targets.client("sqs").send_message(
+        QueueUrl=targets.dlq_url(), MessageBody=json.dumps(S3_EVENT),
+        MessageAttributes={k: {"DataType": "String", "StringValue": v}
+                           for k, v in attributes.items()})
+
+
+def test_list_shows_an_event_eventbridge_could_not_deliver_with_its_error(
+        ctx: Context, targets: Targets) -> None:
+    _eventbridge_dead_letter(targets)
+    _dead_letter(targets, '{"transaction_id": "t1", "amount": -1}')
+    by_origin = {letter.origin: letter for letter in dlq.peek(ctx)}
+    assert set(by_origin) == {"eventbridge", "processor"}
+    letter = by_origin["eventbridge"]
+    assert letter.code == "NO_PERMISSIONS"
+    assert letter.reason == ("EventBridge rule ecommerce-object-created could not deliver to "
+                             "ecommerce-ingest: NO_PERMISSIONS: Not authorized to publish to "
+                             "the topic")
+    assert letter.eventbridge == {"rule": RULE_ARN, "target": TOPIC_ARN,
+                                  "error_code": "NO_PERMISSIONS", "retry_attempts": "0",
+                                  "error_message": "Not authorized to publish to the topic"}
+    assert letter.attributes == {}
+    assert dlq.body_preview(letter.body) == "Object Created: s3://landing/incoming/a.csv"
+    assert by_origin["processor"].eventbridge == {}
+
+
+def test_redrive_hands_the_event_back_without_eventbridge_failure_attributes(
+        ctx: Context, targets: Targets) -> None:
+    _eventbridge_dead_letter(targets)
+    assert dlq.redrive(ctx).moved == 1
+    [moved] = targets.client("sqs").receive_message(
+        QueueUrl=targets.queue_url(), MessageAttributeNames=["All"])["Messages"]
+    assert json.loads(moved["Body"]) == S3_EVENT  # the processor unwraps this event
+    assert "MessageAttributes" not in moved
