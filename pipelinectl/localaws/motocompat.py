@@ -292,7 +292,9 @@ def _send_to_targets_with_sns(original: Callable[..., None]) -> Callable[..., No
     the message (what AWS does without an input transformation; ``Input``, ``InputPath`` and
     ``InputTransformer`` are honoured), every other target goes to moto one at a time, and a
     failing target is logged without stopping the others. S3 events, which moto stamps with
-    one constant id, get a fresh id per event, as on AWS.
+    one constant id, get a fresh id per event, as on AWS. An SNS delivery that fails goes, as
+    on AWS, to the target's dead-letter queue when it has one (``_dead_letter``), and counts
+    in ``AWS/Events`` ``FailedInvocations``.
     """
     from moto.events.utils import _BASE_EVENT_MESSAGE
 
@@ -304,7 +306,11 @@ def _send_to_targets_with_sns(original: Callable[..., None]) -> Callable[..., No
         for target in list(self.targets):
             try:
                 if target["Arn"].split(":")[2] == "sns":
-                    _publish_event_to_sns(target, original_event, transform_input)
+                    try:
+                        _publish_event_to_sns(target, original_event, transform_input)
+                    except Exception as exc:
+                        _failed_delivery(self, target, original_event, exc)
+                        continue
                     log.info(
                         "EventBridge rule %s → %s: %s",
                         self.name,
@@ -322,13 +328,56 @@ def _send_to_targets_with_sns(original: Callable[..., None]) -> Callable[..., No
     return send_to_targets
 
 
+def _failed_delivery(rule: Any, target: dict[str, Any], event: dict[str, Any],
+                     exc: Exception) -> None:
+    """What EventBridge does with an event it cannot deliver (user guide, "Using dead-letter
+    queues to process undelivered events"): a permanent error (a missing target, missing
+    permissions) is not retried; the event goes to the target's DLQ, when it has one, with
+    the attributes RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE and RETRY_ATTEMPTS, and
+    FailedInvocations (dimension RuleName) counts it ("Monitoring Amazon EventBridge").
+    The guide lists sample ERROR_CODE values without saying which one each target error
+    gets: a topic that does not exist is given NO_RESOURCE here, anything else
+    SDK_CLIENT_ERROR. Retries of transient errors are not emulated.
+    """
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.sqs.models import sqs_backends
+
+    _, _, _, region, account, _ = rule.arn.split(":", 5)
+    cloudwatch_backends[account][region].put_metric_data("AWS/Events", [{
+        "MetricName": "FailedInvocations", "Value": 1.0, "Unit": "Count",
+        "Dimensions": [{"Name": "RuleName", "Value": rule.name}]}])
+    dlq_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
+    if not dlq_arn:
+        log.warning("EventBridge rule %s could not deliver to %s and has no DLQ: event "
+                    "dropped (%s)", rule.name, target["Arn"], exc)
+        return
+    code = "NO_RESOURCE" if getattr(exc, "code", "") == "NotFound" else "SDK_CLIENT_ERROR"
+    attributes = {"RULE_ARN": rule.arn, "TARGET_ARN": target["Arn"], "ERROR_CODE": code,
+                  "ERROR_MESSAGE": str(getattr(exc, "message", "") or exc)[:1000],
+                  "RETRY_ATTEMPTS": "0"}
+    _, _, _, dlq_region, dlq_account, dlq_name = dlq_arn.split(":", 5)
+    sqs_backends[dlq_account][dlq_region].send_message(
+        dlq_name, json.dumps(_event_as_delivered(event)),
+        message_attributes={k: {"DataType": "String", "StringValue": v}
+                            for k, v in attributes.items()})
+    log.info("EventBridge rule %s could not deliver to %s (%s): dead-lettered to %s",
+             rule.name, target["Arn"].rsplit(":", 1)[-1], code, dlq_name,
+             extra={"activity": "deliver"})
+
+
+def _event_as_delivered(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as AWS hands it to a target: no moto-internal ingestion time, ISO time."""
+    body = {k: v for k, v in event.items() if k != "ingestion-time"}
+    if isinstance(body.get("time"), int | float):
+        body["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(body["time"])))
+    return body
+
+
 def _publish_event_to_sns(target: dict[str, Any], event: dict[str, Any], transform: bool) -> None:
     from moto.events.utils import EventTemplateParser
     from moto.sns.models import sns_backends
 
-    body = {k: v for k, v in event.items() if k != "ingestion-time"}
-    if isinstance(body.get("time"), int | float):
-        body["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(body["time"])))
+    body = _event_as_delivered(event)
     message: str
     if transform and "Input" in target:
         message = str(target["Input"])

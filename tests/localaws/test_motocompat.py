@@ -359,6 +359,37 @@ def test_patch_c_s3_event_reaches_sns_and_later_rules(patched: None) -> None:
     assert {e["id"] for e in direct_events} == {e["id"] for e in events}
 
 
+def test_patch_c_an_undeliverable_event_goes_to_the_targets_dlq_with_eventbridges_attributes(
+        patched: None) -> None:
+    """EventBridge user guide, "Using dead-letter queues to process undelivered events": a
+    target that no longer exists is not retried; the event goes to the DLQ with RULE_ARN,
+    TARGET_ARN, ERROR_CODE, ERROR_MESSAGE and RETRY_ATTEMPTS; FailedInvocations counts it."""
+    sns, sqs, events = client("sns"), client("sqs"), client("events")
+    s3, _via_sns, _direct = _eventbridge_to_sns_setup()
+    dlq = sqs.create_queue(QueueName="rule-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    [target] = events.list_targets_by_rule(Rule="to-sns")["Targets"]
+    events.put_targets(Rule="to-sns", Targets=[{**target, "DeadLetterConfig": {"Arn": dlq_arn}}])
+    sns.delete_topic(TopicArn=target["Arn"])
+
+    s3.put_object(Bucket=BUCKET, Key="incoming/lost.csv", Body=b"x")
+
+    [dead] = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
+    event = json.loads(dead["Body"])
+    assert event["detail"]["object"]["key"] == "incoming/lost.csv" and "ingestion-time" not in event
+    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert attributes["RULE_ARN"] == events.describe_rule(Name="to-sns")["Arn"]
+    assert attributes["TARGET_ARN"] == target["Arn"]
+    assert attributes["ERROR_CODE"] == "NO_RESOURCE" and attributes["ERROR_MESSAGE"]
+    assert attributes["RETRY_ATTEMPTS"] == "0"
+    stats = client("cloudwatch").get_metric_statistics(
+        Namespace="AWS/Events", MetricName="FailedInvocations", Statistics=["Sum"],
+        Dimensions=[{"Name": "RuleName", "Value": "to-sns"}], Period=60,
+        StartTime="2000-01-01T00:00:00Z", EndTime="2100-01-01T00:00:00Z")
+    assert [p["Sum"] for p in stats["Datapoints"]] == [1.0]
+
+
 def test_patch_c_put_events_with_input_transformer(patched: None) -> None:
     sns, sqs, events = client("sns"), client("sqs"), client("events")
     topic = sns.create_topic(Name="t")["TopicArn"]

@@ -252,6 +252,35 @@ def test_dlq_redrive_moves_messages_back(local: LocalPipeline) -> None:
     assert all("e2e-redriven" not in m["body"] for m in local.json("dlq", "list")["messages"])
 
 
+def test_an_event_eventbridge_cannot_deliver_is_dead_lettered_shown_and_redriven(
+        local: LocalPipeline) -> None:
+    """Issue 7 item 2: a failed delivery (here the ingest topic is gone, an error EventBridge
+    does not retry) lands in the DLQ with EventBridge's attributes instead of vanishing."""
+    names = local.names()
+    rows = [r for r in local.json("status")["resources"] if r["kind"] == "EventBridge rule"]
+    assert rows[0]["details"]["dead_letter_queue"].endswith(":" + names["dlq"])
+    local.client("sns").delete_topic(TopicArn=names["alerts"].replace("-alerts", "-ingest"))
+    local.client("s3").put_object(
+        Bucket=names["bucket"], Key="incoming/e2e/undelivered.csv",
+        Body=b"transaction_id,amount,timestamp\ne2e-undelivered,5,2024-08-09T12:34:56Z\n")
+
+    def from_eventbridge() -> list[dict[str, Any]]:
+        return [m for m in local.json("dlq", "list")["messages"] if m["origin"] == "eventbridge"]
+
+    (letter,) = wait_for(from_eventbridge, 20, "the undelivered event in the DLQ")
+    assert letter["eventbridge"]["rule"].endswith(":rule/ecommerce-object-created")
+    assert letter["eventbridge"]["target"].endswith(":ecommerce-ingest")
+    assert letter["code"] == "NO_RESOURCE" and "could not deliver to ecommerce-ingest" in \
+        letter["reason"]
+    table = local.ok("dlq", "list")
+    assert "eventbridge" in table and "NO_RESOURCE" in table and "Object Created:" in table
+
+    local.ok("up")  # the topic and its subscription are back
+    local.json("dlq", "redrive")
+    wait_for(lambda: local.item("e2e-undelivered"), 30, "the redriven file's row stored")
+    assert from_eventbridge() == []
+
+
 def test_dlq_purge_asks_then_empties(local: LocalPipeline) -> None:
     refused = local.cli("dlq", "purge")
     assert refused.returncode == 2 and "--yes" in refused.stderr
