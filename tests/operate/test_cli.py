@@ -42,9 +42,10 @@ def test_dlq_list_json_has_stable_keys(ctx: Context) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert (data["queue"], data["count"]) == (ctx.names.dlq, 1)
-    assert sorted(data["messages"][0]) == ["attributes", "body", "code", "message_id",
-                                           "reason", "receive_count", "sent_at",
-                                           "source_message_id"]
+    assert sorted(data["messages"][0]) == ["attributes", "body", "code", "eventbridge",
+                                           "message_id", "origin", "reason", "receive_count",
+                                           "sent_at", "source_message_id"]
+    assert data["messages"][0]["origin"] == "processor"
     assert data["messages"][0]["reason"] == "not valid JSON"
 
 

@@ -347,8 +347,15 @@ def test_the_limit_checks_can_fail() -> None:
     with pytest.raises(AssertionError):
         recorder.check_limits()
     attributes = {"ErrorReason": {"DataType": "String", "StringValue": "r" * 100}}
-    recorder.calls = [Call("sqs", "SendMessageBatch", {"Entries": [  # attributes count too
-        {"Id": "m0", "MessageBody": "b" * (262_144 - 50), "MessageAttributes": attributes}]})]
+    recorder.max_message_bytes = lambda url: 262_144  # type: ignore[method-assign]
+    recorder.calls = [Call("sqs", "SendMessageBatch", {"QueueUrl": "q", "Entries": [
+        {"Id": "m0", "MessageBody": "b" * (262_144 - 50),  # attributes count too
+         "MessageAttributes": attributes}]})]
+    with pytest.raises(AssertionError):
+        recorder.check_limits()
+    recorder.max_message_bytes = lambda url: 1_048_576  # type: ignore[method-assign]
+    recorder.calls = [Call("sqs", "SendMessageBatch", {"QueueUrl": "q", "Entries": [
+        {"Id": f"m{i}", "MessageBody": "b" * 300_000} for i in range(4)]})]  # 1.2 MB in all
     with pytest.raises(AssertionError):
         recorder.check_limits()
 
