@@ -17,7 +17,8 @@ from pipelinectl.errors import PipelineError
 
 ACCOUNT = "123456789012"
 ALIAS = "alias/ecommerce-pipeline"
-ALARMS = ("processor-errors", "processor-throttles", "dlq-not-empty", "queue-oldest-message")
+ALARMS = ("processor-errors", "processor-throttles", "dlq-not-empty", "queue-oldest-message",
+          "rule-failed-invocations")
 
 
 def statement(policy: dict[str, Any], sid: str) -> dict[str, Any]:
