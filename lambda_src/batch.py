@@ -50,6 +50,7 @@ class RecordPlan:
     problem: Rejected | None = None  # the whole message is unusable
     item_problems: list[tuple[int, Rejected]] = field(default_factory=list)
     txns: list[Transaction] = field(default_factory=list)
+    txn_items: list[int] = field(default_factory=list)  # 1-based item index of each txn
     failure: str | None = None  # transient: becomes a batch item failure
 
     def dead_letter(self) -> DeadLetter | None:
@@ -141,6 +142,7 @@ class BatchRun:
         for index, item in enumerate(plan.payload.items, start=1):
             try:
                 plan.txns.append(self._validate_item(item, plan.payload))
+                plan.txn_items.append(index)
             except Rejected as problem:
                 plan.item_problems.append((index, problem))
         self.stats.rejected += len(plan.item_problems)
@@ -160,14 +162,21 @@ class BatchRun:
     def _store_inline(self) -> None:
         owners: dict[str, list[RecordPlan]] = defaultdict(list)
         txns = []
+        origins: list[tuple[RecordPlan, int]] = []
         for plan in self.plans.values():
-            for txn in plan.txns:
+            for txn, index in zip(plan.txns, plan.txn_items, strict=True):
                 owners[txn.transaction_id].append(plan)
                 txns.append(txn)
+                origins.append((plan, index))
         if not txns:
             return
         outcome = self.persister.persist(txns, self.deadline_ms)
         self.stats.add_counts(outcome)
+        for position, problem in outcome.conflicts.items():  # dead-lettered with the message
+            plan, index = origins[position]
+            plan.item_problems.append((index, problem))
+            plan.item_problems.sort(key=lambda p: p[0])
+            self.stats.rejected += 1
         for txn_id, reason in outcome.failed.items():
             for plan in owners[txn_id]:
                 plan.failure = plan.failure or f"transaction {txn_id}: {reason}"

@@ -19,6 +19,8 @@ INCOMING_PREFIX = "incoming/"
 MAX_ROW_BYTES = 16 * 1024
 
 UNKNOWN_FIELD_POLICIES = ("reject", "ignore")
+#: A second, different version of a stored transaction: refused (default) or stored.
+DUPLICATE_POLICIES = ("reject", "last_wins")
 
 #: SQS's MaximumMessageSize range (botocore's SQS model: 1,024 to 1,048,576 bytes since SQS
 #: raised it to 1 MiB). Without DLQ_MAX_MESSAGE_BYTES (a function deployed by an older
@@ -44,6 +46,7 @@ class Settings:
     unknown_fields: str = "reject"
     max_row_bytes: int = MAX_ROW_BYTES
     dlq_max_message_bytes: int = LEGACY_MESSAGE_BYTES
+    conflicting_duplicates: str = "reject"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +64,7 @@ class Settings:
             pipeline_name=env.get("PIPELINE_NAME") or "ecommerce",
             unknown_fields=(env.get("UNKNOWN_FIELDS") or "reject").strip().lower(),
             dlq_max_message_bytes=_parse_message_bytes(env.get("DLQ_MAX_MESSAGE_BYTES")),
+            conflicting_duplicates=(env.get("CONFLICTING_DUPLICATES") or "reject").strip().lower(),
         )
         settings.check()
         return settings
@@ -77,6 +81,11 @@ class Settings:
             raise ConfigError(
                 f"UNKNOWN_FIELDS must be one of {', '.join(UNKNOWN_FIELD_POLICIES)}, "
                 f"got {self.unknown_fields!r}"
+            )
+        if self.conflicting_duplicates not in DUPLICATE_POLICIES:
+            raise ConfigError(
+                f"CONFLICTING_DUPLICATES must be one of {', '.join(DUPLICATE_POLICIES)}, "
+                f"got {self.conflicting_duplicates!r}"
             )
 
 

@@ -20,7 +20,7 @@ from .envelopes import FileRef
 from .errors import Rejected, TransientError
 from .observability import logger
 from .persist import Outcome, Persister
-from .readers import detect_format, iter_rows, open_stream
+from .readers import Row, detect_format, iter_rows, open_stream
 from .rejects import RejectsFile, rejects_key
 from .storage import BATCH_GET_LIMIT
 from .validation import Transaction, validate
@@ -63,7 +63,8 @@ class FileProcessor:
     def _stream(self, ref: FileRef, deadline_ms: int, stats: FileStats,
                 rejects: RejectsFile) -> None:
         pending: list[Transaction] = []
-        flush = self._flusher(pending, deadline_ms, stats)
+        origins: list[Row] = []  # the row each pending transaction came from
+        flush = self._flusher(pending, origins, deadline_ms, stats, rejects)
         body: Any = None
         try:
             fmt, gzipped = detect_format(ref.key)
@@ -77,6 +78,7 @@ class FileProcessor:
                 try:
                     pending.append(validate(row.value, source=f"{ref.uri}#{row.number}",
                                             unknown_fields=self.settings.unknown_fields))
+                    origins.append(Row(row.number, text=row.text, line=row.line))
                 except Rejected as problem:
                     rejects.add(row.number, problem, row.raw, row.line)
                 if len(pending) >= BATCH_GET_LIMIT:
@@ -90,13 +92,17 @@ class FileProcessor:
                 body.close()  # hand the HTTP connection back even when we stop early
         flush()
 
-    def _flusher(self, pending: list[Transaction], deadline_ms: int,
-                 stats: FileStats) -> Callable[[], None]:
+    def _flusher(self, pending: list[Transaction], origins: list[Row], deadline_ms: int,
+                 stats: FileStats, rejects: RejectsFile) -> Callable[[], None]:
         def flush() -> None:
             if not pending:
                 return
             outcome = self.persister.persist(pending, deadline_ms)
+            for position, problem in sorted(outcome.conflicts.items()):
+                row = origins[position]
+                rejects.add(row.number, problem, row.raw, row.line)
             pending.clear()
+            origins.clear()
             stats.outcome.add(outcome)
             if outcome.failed:
                 txn_id, reason = next(iter(outcome.failed.items()))

@@ -66,7 +66,8 @@ class Runtime:
                                  settings.table_name, sleep=sleep)
         alerter = Alerter(session.client("sns", config=BOTO_CONFIG), settings.alerts_topic_arn,
                           settings.alert_threshold, settings.pipeline_name)
-        persister = Persister(store, alerter, settings.alert_threshold, clock)
+        persister = Persister(store, alerter, settings.alert_threshold, clock,
+                              last_wins=settings.conflicting_duplicates == "last_wins")
         return cls(
             settings=settings,
             persister=persister,

@@ -1,15 +1,27 @@
 """DynamoDB access: batched, idempotent writes and the alert claim on the item.
 
 Only these table actions are used, matching the role's inline policy: ``BatchGetItem``,
-``BatchWriteItem`` and ``UpdateItem``. Limits AWS enforces and moto does not are respected
-here by construction: at most 100 keys per BatchGetItem, at most 25 items per BatchWriteItem,
-no duplicate keys within one request.
+``BatchWriteItem``, ``UpdateItem`` and ``TransactWriteItems`` of ``Update`` actions (which IAM
+authorises as ``dynamodb:UpdateItem``: "Permissions for Put, Update, Delete, and Get actions
+are governed by the permissions used for the underlying PutItem, UpdateItem, DeleteItem, and
+GetItem operations", DynamoDB Developer Guide, "Using IAM with DynamoDB transactions").
+Limits AWS enforces and moto does not are respected here by construction: at most 100 keys
+per BatchGetItem, at most 25 items per BatchWriteItem, at most 100 actions per
+TransactWriteItems, no duplicate keys within one request.
 
 Why the extra read: BatchWriteItem puts a whole item and cannot be conditional, so a blind
 re-put of a redelivered row would erase ``alerted_at`` and re-arm the alert. Reading the few
 attributes that matter first (one call per 100 rows) lets us skip unchanged rows entirely,
 carry ``alerted_at`` over when a row really changed, and send alert candidates through a
 conditional ``UpdateItem`` instead.
+
+Why transactions for new rows (the default, "a stored transaction is never overwritten"):
+BatchWriteItem cannot carry a condition, so two invocations that both read "absent" for one
+id would both put and the later one would silently replace the earlier one. A
+``TransactWriteItems`` of ``Update`` actions conditioned on ``attribute_not_exists`` creates
+up to 25 rows per call (AWS allows 100) and refuses any row that exists by then, at twice the write capacity
+of a plain write ("TransactWriteItems calls use two WCUs per 1 KB", Developer Guide,
+"Capacity management for transactions").
 """
 
 from __future__ import annotations
@@ -18,17 +30,27 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .errors import error_code
 from .validation import Transaction
 
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
+#: "TransactWriteItems is a synchronous write operation that groups up to 100 action
+#: requests" (API Reference, TransactWriteItems) and at most 4 MB. We send 25 (rows are
+#: <= 16 KiB): the same calls and memory as BatchWriteItem before, and a smaller blast radius
+#: when one contended row cancels the whole transaction.
+TRANSACT_WRITE_LIMIT = 25
+#: Cancellation reasons a later attempt can clear (API Reference, CancellationReason):
+#: capacity, or another transaction on the same item.
+RETRYABLE_CANCELLATIONS = frozenset({"TransactionConflict", "ThrottlingError",
+                                     "ProvisionedThroughputExceeded", "None"})
 RETRY_ATTEMPTS = 6
 ALERTED_AT = "alerted_at"
 ALERT_MESSAGE_ID = "alert_message_id"
@@ -36,7 +58,10 @@ CLAIM_UNTIL = "alert_claim_until"
 CLAIM_TOKEN = "alert_claim_token"
 FINGERPRINT = "fingerprint"
 OPTIONAL_FIELDS = ("customer_id", "type")
+#: The business fields read back, to name what differs in a conflicting duplicate.
+CONTENT_FIELDS = ("amount", "timestamp", "currency", "customer_id", "type")
 
+_CONTENT = {f"#c{i}": name for i, name in enumerate(CONTENT_FIELDS)}
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 T = TypeVar("T")
@@ -50,6 +75,7 @@ class Existing:
     alerted_at: str | None
     alert_message_id: str | None
     claim_until: int | None
+    content: dict[str, Any] = field(default_factory=dict)
 
 
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -112,10 +138,10 @@ class TransactionStore:
         for chunk in chunked(sorted(set(ids)), BATCH_GET_LIMIT):
             request = {self.table: {
                 "Keys": [{"transaction_id": {"S": i}} for i in chunk],
-                "ProjectionExpression": "#id, #fp, #at, #mid, #cu",
+                "ProjectionExpression": "#id, #fp, #at, #mid, #cu, " + ", ".join(_CONTENT),
                 "ExpressionAttributeNames": {"#id": "transaction_id", "#fp": FINGERPRINT,
                                              "#at": ALERTED_AT, "#mid": ALERT_MESSAGE_ID,
-                                             "#cu": CLAIM_UNTIL},
+                                             "#cu": CLAIM_UNTIL, **_CONTENT},
                 "ConsistentRead": True,
             }}
             for attempt in range(RETRY_ATTEMPTS):
@@ -145,6 +171,64 @@ class TransactionStore:
             unwritten.update(r["PutRequest"]["Item"]["transaction_id"]["S"] for r in pending)
         return unwritten
 
+    def create(self, txns: Sequence[Transaction],
+               processed_at: str) -> tuple[set[str], set[str]]:
+        """Create rows that do not exist yet, 25 per TransactWriteItems. Returns the ids that
+        exist by now (someone else stored them since our read; not written) and the ids
+        DynamoDB kept refusing for capacity or contention after retries (not written)."""
+        exists: set[str] = set()
+        unwritten: set[str] = set()
+        for chunk in chunked(txns, TRANSACT_WRITE_LIMIT):
+            refused, blocked = self._create_chunk(list(chunk), processed_at)
+            exists |= refused
+            unwritten |= blocked
+        return exists, unwritten
+
+    def _create_chunk(self, pending: list[Transaction],
+                      processed_at: str) -> tuple[set[str], set[str]]:
+        """A cancelled transaction writes nothing; its ``CancellationReasons`` list one code
+        per action, in order ("None" for an action that was fine; API Reference,
+        TransactWriteItems). Refused rows are dropped and the rest sent again; rows blocked by
+        capacity or another transaction back off, and after the retries are given up on
+        alone, so they fail only their own records. Any other cancellation is raised."""
+        exists: set[str] = set()
+        unwritten: set[str] = set()
+        attempt = 0
+        while pending:
+            try:
+                self.client.transact_write_items(
+                    TransactItems=[self._create_action(t, processed_at) for t in pending])
+                break
+            except ClientError as exc:
+                codes = _cancellation_codes(exc, len(pending))
+            exists |= {t.transaction_id for t, c in zip(pending, codes, strict=True)
+                       if c == "ConditionalCheckFailed"}
+            blocked = {t.transaction_id for t, c in zip(pending, codes, strict=True)
+                       if c not in ("None", "ConditionalCheckFailed")}
+            pending = [t for t in pending if t.transaction_id not in exists]
+            if not blocked:
+                continue
+            attempt += 1
+            if attempt < RETRY_ATTEMPTS:
+                self._backoff(attempt)
+                continue
+            unwritten |= blocked
+            pending = [t for t in pending if t.transaction_id not in blocked]
+            attempt = 0
+        return exists, unwritten
+
+    def _create_action(self, txn: Transaction, processed_at: str) -> dict[str, Any]:
+        sets, removes, names, values = _field_updates(txn, processed_at)
+        for alias in removes:  # nothing to remove on a new item; AWS refuses unused names
+            del names[alias]
+        names["#id"] = "transaction_id"
+        return {"Update": {
+            "TableName": self.table, "Key": {"transaction_id": {"S": txn.transaction_id}},
+            "UpdateExpression": _expression(sets, []), "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_attributes(values),
+            "ConditionExpression": "attribute_not_exists(#id)",
+        }}
+
     def update_fields(self, txn: Transaction, processed_at: str) -> None:
         """Rewrite the business fields of a changed item, leaving its alert state alone."""
         sets, removes, names, values = _field_updates(txn, processed_at)
@@ -156,12 +240,15 @@ class TransactionStore:
         )
 
     def claim(self, txn: Transaction, processed_at: str | None, until_ms: int, token: str,
-              now_ms: int) -> Existing | None:
+              now_ms: int, *, keep_stored: bool = False) -> Existing | None:
         """Store (when ``processed_at`` is given) and claim the alert in one conditional write.
 
-        Succeeds only if no alert was recorded and no unexpired claim exists. Returns None on
-        success, else the item's current state, so the caller can tell "already alerted"
-        from "another invocation is alerting right now".
+        Succeeds only if no alert was recorded and no unexpired claim exists (and, with
+        ``keep_stored``, the item is absent or holds this very content). Returns None on
+        success, else the item's current state (``ReturnValuesOnConditionCheckFailure``
+        ``ALL_OLD`` returns it with the ConditionalCheckFailedException, API Reference,
+        UpdateItem), so the caller can tell "already alerted", "another invocation is
+        alerting right now" and "a different version is stored" apart.
         """
         sets, removes, names, values = (
             _field_updates(txn, processed_at) if processed_at else ([], [], {}, {})
@@ -170,14 +257,17 @@ class TransactionStore:
         expression = _expression(sets, removes)
         names.update({"#cu": CLAIM_UNTIL, "#ct": CLAIM_TOKEN, "#at": ALERTED_AT})
         values.update({":cu": until_ms, ":ct": token, ":now": now_ms})
+        condition = "attribute_not_exists(#at) AND (attribute_not_exists(#cu) OR #cu < :now)"
+        if keep_stored:
+            names.update({"#id": "transaction_id", "#fp": FINGERPRINT})
+            values[":fp"] = txn.fingerprint
+            condition += " AND (attribute_not_exists(#id) OR #fp = :fp)"
         try:
             self.client.update_item(
                 TableName=self.table, Key={"transaction_id": {"S": txn.transaction_id}},
                 UpdateExpression=expression, ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_attributes(values),
-                ConditionExpression="attribute_not_exists(#at) AND "
-                                    "(attribute_not_exists(#cu) OR #cu < :now)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ConditionExpression=condition, ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
@@ -222,6 +312,17 @@ class UnprocessedError(RuntimeError):
     """DynamoDB kept refusing part of a batch request (throttling); retry the record later."""
 
 
+def _cancellation_codes(exc: ClientError, actions: int) -> list[str]:
+    """The per-action codes of a TransactionCanceledException we can act on, else raise."""
+    if error_code(exc) != "TransactionCanceledException":
+        raise exc
+    codes = [str(r.get("Code")) for r in exc.response.get("CancellationReasons") or []]
+    if len(codes) != actions or not set(codes) <= (
+            RETRYABLE_CANCELLATIONS | {"ConditionalCheckFailed"}):
+        raise exc
+    return codes
+
+
 def _existing(item: dict[str, Any]) -> Existing:
     claim = item.get(CLAIM_UNTIL)
     return Existing(
@@ -229,6 +330,7 @@ def _existing(item: dict[str, Any]) -> Existing:
         alerted_at=item.get(ALERTED_AT),
         alert_message_id=item.get(ALERT_MESSAGE_ID),
         claim_until=int(claim) if claim is not None else None,
+        content={k: item[k] for k in CONTENT_FIELDS if item.get(k) is not None},
     )
 
 

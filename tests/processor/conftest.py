@@ -92,6 +92,11 @@ class Recorder:
                 assert len(requests) <= 25, f"BatchWriteItem with {len(requests)} items"
                 keys = [r["PutRequest"]["Item"]["transaction_id"]["S"] for r in requests]
                 assert len(keys) == len(set(keys)), "duplicate keys in one BatchWriteItem"
+        for call in self.ops("TransactWriteItems"):  # API Reference: "up to 100 action
+            actions = call.params["TransactItems"]  # requests ... no two ... the same item"
+            assert len(actions) <= 100, f"TransactWriteItems with {len(actions)} actions"
+            keys = [next(iter(a.values()))["Key"]["transaction_id"]["S"] for a in actions]
+            assert len(keys) == len(set(keys)), "one item twice in a TransactWriteItems"
         for call in self.ops("BatchGetItem"):
             for request in call.params["RequestItems"].values():
                 assert len(request["Keys"]) <= 100

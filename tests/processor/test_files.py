@@ -89,16 +89,16 @@ def test_a_half_processed_file_is_safe_to_process_again(pipeline: Pipeline) -> N
     rows = "".join(f"{i},{2000 if i % 40 == 0 else 3},{TS}\n" for i in range(1, 301))
     body = ("transaction_id,amount,timestamp\n" + rows + "bad,row\n").encode()
     client = pipeline.runtime.persister.store.client
-    real = client.batch_write_item
+    real = client.transact_write_items
     calls = {"n": 0}
 
-    def dies_on_the_sixth_write(**kwargs: Any) -> Any:
+    def dies_on_the_second_write(**kwargs: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 6:
+        if calls["n"] == 2:
             raise ConnectionResetError("the function lost its connection mid-file")
         return real(**kwargs)
 
-    client.batch_write_item = dies_on_the_sixth_write
+    client.transact_write_items = dies_on_the_second_write
     enable_eventbridge(pipeline)
     pipeline.s3.put_object(Bucket=BUCKET, Key="incoming/big.csv", Body=body)
     event = pipeline.event(pipeline.receive())
@@ -162,6 +162,11 @@ class CountingAws:
         assert len(requests) <= 25
         self.written += len(requests)
         return {"UnprocessedItems": {}}
+
+    def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:
+        assert len(TransactItems) <= 100
+        self.written += len(TransactItems)
+        return {}
 
     def update_item(self, **_kwargs: Any) -> dict[str, Any]:
         return {}
@@ -252,7 +257,9 @@ def test_json_array_memory_does_not_grow_with_the_file() -> None:
         peaks.append(peak)
     size = sum(len(c) for c in json_chunks(16_000))
     assert peaks[1] < peaks[0] * 1.25, f"peaks {peaks}: memory grows with the file"
-    assert peaks[1] < size / 2
+    # ~0.85 MB for this 1.7 MB file: a few buffers plus one chunk of 100 rows (their text
+    # is kept until stored, to report a conflicting duplicate with its raw row).
+    assert peaks[1] < size * 0.6
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])

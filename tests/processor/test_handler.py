@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from lambda_src import handler as handler_module
 from lambda_src.config import ConfigError, Settings
+from lambda_src.validation import validate
 
 from .conftest import Call, Context, Pipeline, Recorder
 
@@ -21,6 +22,12 @@ BIG = {"transaction_id": "big-1", "amount": "1500.00", "timestamp": "2024-08-09T
 def emf(output: str) -> list[dict[str, Any]]:
     """The EMF metric blobs Powertools printed."""
     return [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+
+
+def writes(recorder: Recorder) -> int:
+    """DynamoDB write calls so far."""
+    return sum(len(recorder.ops(op)) for op in
+               ("BatchWriteItem", "TransactWriteItems", "UpdateItem"))
 
 
 def attribute(message: dict[str, Any], name: str) -> str:
@@ -138,13 +145,13 @@ def test_redelivery_does_not_duplicate_rows_or_alerts(pipeline: Pipeline,
     first = pipeline.items()
     assert len(pipeline.alerts()) == 2
 
-    writes_before = len(pipeline.recorder.ops("BatchWriteItem"))
+    writes_before = writes(pipeline.recorder)
     pipeline.clock.advance(3600)
     for _ in range(2):
         assert pipeline.invoke(event) == {"batchItemFailures": []}
     assert pipeline.items() == first  # same rows, same processed_at / alerted_at
     assert pipeline.alerts() == []
-    assert len(pipeline.recorder.ops("BatchWriteItem")) == writes_before  # nothing rewritten
+    assert writes(pipeline.recorder) == writes_before  # nothing rewritten
     last = emf(capsys.readouterr().out)[-1]
     assert (last["TransactionsUnchanged"], last["TransactionsStored"]) == ([4.0], [0.0])
 
@@ -158,7 +165,8 @@ def test_same_transaction_twice_in_one_batch(pipeline: Pipeline) -> None:
     assert len(pipeline.alerts()) == 1
 
 
-def test_changed_content_keeps_the_alert_record(pipeline: Pipeline) -> None:
+def test_last_wins_changed_content_keeps_the_alert_record(pipeline: Pipeline) -> None:
+    pipeline.runtime.persister.last_wins = True  # conflicting_duplicates = "last_wins"
     pipeline.send(BIG)
     pipeline.drain()
     alerted = pipeline.items()["big-1"]["alerted_at"]
@@ -247,10 +255,10 @@ def test_publish_failure_releases_the_claim_and_fails_only_that_record(
 
 
 def test_a_live_claim_of_another_invocation_is_retried_not_skipped(pipeline: Pipeline) -> None:
-    pipeline.ddb.put_item(TableName="ecommerce-transactions", Item={
-        "transaction_id": {"S": "big-1"},
-        "alert_claim_until": {"N": str(int(pipeline.clock() * 1000) + 30_000)},
-        "alert_claim_token": {"S": "someone-else"}})
+    now_ms = int(pipeline.clock() * 1000)  # another invocation stored it and is alerting now
+    assert pipeline.runtime.persister.store.claim(
+        validate(BIG), "2024-08-09T12:35:01Z", until_ms=now_ms + 30_000,
+        token="someone-else", now_ms=now_ms) is None
     pipeline.send(BIG)
     event = pipeline.event(pipeline.receive())
     assert len(pipeline.invoke(event)["batchItemFailures"]) == 1
@@ -263,6 +271,35 @@ def test_a_live_claim_of_another_invocation_is_retried_not_skipped(pipeline: Pip
 
 def test_throttled_items_fail_only_their_records_after_bounded_retries(
         pipeline: Pipeline) -> None:
+    """DynamoDB cancels a transaction with one reason per action, in order (API Reference,
+    TransactWriteItems); moto never throttles, so the cancellation is injected as AWS sends it."""
+    client = pipeline.runtime.persister.store.client
+    real = client.transact_write_items
+    calls: list[int] = []
+
+    def throttle_slow(TransactItems: list[dict[str, Any]]) -> Any:
+        calls.append(len(TransactItems))
+        ids = [a["Update"]["Key"]["transaction_id"]["S"] for a in TransactItems]
+        if "slow" not in ids:
+            return real(TransactItems=TransactItems)
+        reasons = [{"Code": "ThrottlingError" if i == "slow" else "None"} for i in ids]
+        raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "x"},
+                           "CancellationReasons": reasons,
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}, "TransactWriteItems")
+
+    client.transact_write_items = throttle_slow
+    pipeline.send({**EXAMPLE, "transaction_id": "slow"})
+    pipeline.send(EXAMPLE)
+    messages = pipeline.receive()
+    slow_id = next(m["MessageId"] for m in messages if "slow" in m["Body"])
+    response = pipeline.invoke(pipeline.event(messages))
+    assert response == {"batchItemFailures": [{"itemIdentifier": slow_id}]}
+    assert set(pipeline.items()) == {"12345"}
+    assert calls == [2] * 6 + [1]  # bounded retries, then the others alone
+
+
+def test_last_wins_throttled_items_fail_only_their_records(pipeline: Pipeline) -> None:
+    pipeline.runtime.persister.last_wins = True
     client = pipeline.runtime.persister.store.client
     real = client.batch_write_item
 
@@ -323,8 +360,7 @@ def test_large_batch_respects_aws_limits(pipeline: Pipeline) -> None:
     assert len(pipeline.dead_letters()) == 27
     recorder = pipeline.recorder
     recorder.check_limits()
-    sizes = [len(next(iter(c.params["RequestItems"].values())))
-             for c in recorder.ops("BatchWriteItem")]
+    sizes = [len(c.params["TransactItems"]) for c in recorder.ops("TransactWriteItems")]
     assert sizes == [25, 25, 10]  # batched across records, within the limit
     assert [len(c.params["PublishBatchRequestEntries"]) for c in recorder.ops("PublishBatch")
             ] == [10, 10, 3]
@@ -360,7 +396,7 @@ def test_the_limit_checks_can_fail() -> None:
         recorder.check_limits()
 
 
-ALLOWED = {("dynamodb", "BatchGetItem"), ("dynamodb", "BatchWriteItem"),
+ALLOWED = {("dynamodb", "BatchGetItem"), ("dynamodb", "TransactWriteItems"),
            ("dynamodb", "UpdateItem"), ("sns", "PublishBatch"), ("sqs", "SendMessageBatch"),
            ("s3", "GetObject"), ("s3", "PutObject")}
 
@@ -384,6 +420,8 @@ def test_only_the_granted_actions_on_the_granted_resources(pipeline: Pipeline) -
             assert call.params["Key"] == "rejected/a.csv.errors.jsonl"
         if call.service == "dynamodb":
             tables = call.params.get("RequestItems", {call.params.get("TableName"): 0})
+            if call.operation == "TransactWriteItems":
+                tables = {a["Update"]["TableName"] for a in call.params["TransactItems"]}
             assert set(tables) == {"ecommerce-transactions"}
         if call.service == "sns":
             assert call.params["TopicArn"] == pipeline.alerts_arn

@@ -8,6 +8,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
+import pytest
+
 from pipelinectl import config as config_module
 from pipelinectl.clients import ClientFactory
 from pipelinectl.localaws.iamconditions import conditions_met
@@ -18,7 +20,11 @@ from .conftest import BUCKET, Pipeline
 
 BIG = {"transaction_id": "big-1", "amount": "1500.00", "timestamp": "2024-08-09T12:35:00Z"}
 # API operation -> the IAM action that authorises it.
-ACTION = {"PublishBatch": "sns:Publish", "SendMessageBatch": "sqs:SendMessage"}
+# TransactWriteItems: "Permissions for Put, Update, Delete, and Get actions are governed by the
+# permissions used for the underlying PutItem, UpdateItem, DeleteItem, and GetItem operations"
+# (DynamoDB Developer Guide, "Using IAM with DynamoDB transactions"); ours are Updates only.
+ACTION = {"PublishBatch": "sns:Publish", "SendMessageBatch": "sqs:SendMessage",
+          "TransactWriteItems": "dynamodb:UpdateItem"}
 
 
 def granted(policy: dict[str, Any], action: str, resource: str,
@@ -38,7 +44,8 @@ def resource_of(call: Any, pipeline: Pipeline) -> str:
     if call.service == "s3":
         return f"arn:aws:s3:::{params['Bucket']}/{params['Key']}"
     if call.service == "dynamodb":
-        [table] = params.get("RequestItems", {params.get("TableName"): None})
+        tables = {a["Update"]["TableName"] for a in params.get("TransactItems", [])}
+        [table] = tables or params.get("RequestItems", {params.get("TableName"): None})
         return f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}"
     if call.service == "sns":
         return str(params["TopicArn"])
@@ -46,7 +53,10 @@ def resource_of(call: Any, pipeline: Pipeline) -> str:
     return f"arn:aws:sqs:us-east-1:123456789012:{name}"
 
 
-def test_every_recorded_call_is_granted_by_the_role_policy(pipeline: Pipeline) -> None:
+@pytest.mark.parametrize("last_wins", [False, True], ids=["reject", "last_wins"])
+def test_every_recorded_call_is_granted_by_the_role_policy(pipeline: Pipeline,
+                                                           last_wins: bool) -> None:
+    pipeline.runtime.persister.last_wins = last_wins  # each policy writes differently
     config = config_module.load({}, {})
     ctx = Context(config=config, factory=ClientFactory(config), account="123456789012",
                   region="us-east-1")
@@ -61,7 +71,8 @@ def test_every_recorded_call_is_granted_by_the_role_policy(pipeline: Pipeline) -
     pipeline.send("junk")
     pipeline.drain()
     calls = pipeline.recorder.calls
-    assert {c.operation for c in calls} >= {"GetObject", "PutObject", "BatchWriteItem",
+    write = "BatchWriteItem" if last_wins else "TransactWriteItems"
+    assert {c.operation for c in calls} >= {"GetObject", "PutObject", write,
                                            "UpdateItem", "PublishBatch", "SendMessageBatch"}
     for call in calls:
         action = ACTION.get(call.operation, f"{call.service}:{call.operation}")
