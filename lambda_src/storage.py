@@ -18,10 +18,10 @@ conditional ``UpdateItem`` instead.
 Why transactions for new rows (the default, "a stored transaction is never overwritten"):
 BatchWriteItem cannot carry a condition, so two invocations that both read "absent" for one
 id would both put and the later one would silently replace the earlier one. A
-``TransactWriteItems`` of ``Update`` actions conditioned on ``attribute_not_exists`` creates
-up to 25 rows per call (AWS allows 100) and refuses any row that exists by then, at twice the write capacity
-of a plain write ("TransactWriteItems calls use two WCUs per 1 KB", Developer Guide,
-"Capacity management for transactions").
+``TransactWriteItems`` of ``Update`` actions conditioned on ``attribute_not_exists``
+creates up to 25 rows per call (AWS allows 100) and refuses any row that exists by then. The
+price: DynamoDB does two underlying writes per transactional item, one to prepare and one to
+commit (Developer Guide, "Amazon DynamoDB Transactions: How it works", capacity management).
 """
 
 from __future__ import annotations

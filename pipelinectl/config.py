@@ -54,7 +54,10 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "log_retention_days": (int, 14),
     "bucket_versioning": (bool, False),
     "topic_kms_key": (str, "pipeline"),
+    "conflicting_duplicates": (str, "reject"),
 }
+#: What the processor does with a second, different version of a stored transaction.
+DUPLICATE_POLICIES = ("reject", "last_wins")
 NAME_KEYS = ("role", "function", "bucket", "ingest_topic", "alerts_topic", "queue", "dlq",
              "table", "rule", "kms_alias", "alarm_prefix")
 TABLES = {"names", "tags"}
@@ -139,6 +142,7 @@ class Config:
     log_retention_days: int = 14
     bucket_versioning: bool = False
     topic_kms_key: str = "pipeline"
+    conflicting_duplicates: str = "reject"
     name_overrides: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     source: str | None = None
@@ -417,3 +421,6 @@ def _check_limits(config: Config) -> None:
         )
     if config.alert_threshold <= 0:
         raise UsageError(f"alert_threshold must be positive, not {config.alert_threshold}.")
+    if config.conflicting_duplicates not in DUPLICATE_POLICIES:
+        raise UsageError(f"conflicting_duplicates must be \"reject\" or \"last_wins\", not "
+                         f"{config.conflicting_duplicates!r}.")

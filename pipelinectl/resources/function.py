@@ -119,6 +119,7 @@ class Function(Resource):
             "DLQ_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES),  # the queue step sets it on the DLQ
             "ALERT_THRESHOLD": str(ctx.config.alert_threshold),
             "REJECTS_PREFIX": "rejected/",
+            "CONFLICTING_DUPLICATES": ctx.config.conflicting_duplicates,
             "POWERTOOLS_SERVICE_NAME": names.function,
             "POWERTOOLS_METRICS_NAMESPACE": f"pipelinectl/{ctx.config.name}",
         }

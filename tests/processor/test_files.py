@@ -92,13 +92,13 @@ def test_a_half_processed_file_is_safe_to_process_again(pipeline: Pipeline) -> N
     real = client.transact_write_items
     calls = {"n": 0}
 
-    def dies_on_the_second_write(**kwargs: Any) -> Any:
+    def dies_on_the_sixth_write(**kwargs: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 6:
             raise ConnectionResetError("the function lost its connection mid-file")
         return real(**kwargs)
 
-    client.transact_write_items = dies_on_the_second_write
+    client.transact_write_items = dies_on_the_sixth_write
     enable_eventbridge(pipeline)
     pipeline.s3.put_object(Bucket=BUCKET, Key="incoming/big.csv", Body=body)
     event = pipeline.event(pipeline.receive())

@@ -455,6 +455,7 @@ def test_not_an_sqs_event(pipeline: Pipeline) -> None:
     ({"REJECTS_PREFIX": "incoming/rejected/"}, "overlaps 'incoming/'"),
     ({"REJECTS_PREFIX": "rejected"}, "must look like 'rejected/'"),
     ({"UNKNOWN_FIELDS": "keep"}, "UNKNOWN_FIELDS must be one of"),
+    ({"CONFLICTING_DUPLICATES": "overwrite"}, "CONFLICTING_DUPLICATES must be one of"),
 ])
 def test_configuration_errors(env: dict[str, str], message: str) -> None:
     base = {"TABLE_NAME": "t", "ALERTS_TOPIC_ARN": "arn", "DLQ_URL": "url"} if env else {}

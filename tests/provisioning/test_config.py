@@ -156,3 +156,20 @@ def test_env_values_are_text_and_still_coerced(tmp_path: Path) -> None:
                               "PIPELINECTL_BATCHING_WINDOW_SECONDS": "1",
                               "PIPELINECTL_BUCKET_VERSIONING": "true"})
     assert (loaded.batch_size, loaded.bucket_versioning) == (12, True)
+
+
+def test_conflicting_duplicates_is_checked_and_reaches_the_function(tmp_path: Path) -> None:
+    from pipelinectl.clients import ClientFactory
+    from pipelinectl.resources.base import Context
+    from pipelinectl.resources.function import Function
+
+    cfg = write(tmp_path / "p.toml", 'conflicting_duplicates = "last_wins"\n')
+    loaded = config.load({"config": cfg}, {})
+    ctx = Context(config=loaded, factory=ClientFactory(loaded), account="123456789012",
+                  region="us-east-1")
+    ctx.cache["dlq_url"] = "https://sqs.us-east-1.amazonaws.com/123456789012/dlq"
+    assert Function(ctx).environment()["CONFLICTING_DUPLICATES"] == "last_wins"
+    assert config.load({}, {}).conflicting_duplicates == "reject"
+    with pytest.raises(UsageError, match='conflicting_duplicates must be "reject" or '
+                                         '"last_wins", not \'overwrite\''):
+        config.load({}, {"PIPELINECTL_CONFLICTING_DUPLICATES": "overwrite"})
