@@ -7,6 +7,7 @@ module is imported lazily by the CLI, so `pipelinectl --help` stays fast.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
     from pipelinectl.operate.smoke import SmokeResult
 
 PIPED_WIDTH = 200
+#: C0/C1 control characters (ESC starts terminal escape sequences), DEL, and the Unicode
+#: bidirectional overrides that can make a line read differently from what it holds.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_OR_BREAK = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 ACTION_STYLE = {"create": "green", "update": "yellow", "replace": "magenta", "unchanged": "dim",
                 "conflict": "red", "delete": "red", "absent": "dim", "refused": "red",
                 "keep": "cyan", "blocked": "red"}
@@ -37,6 +43,15 @@ PAST = {"create": "created", "update": "updated", "replace": "replaced",
         "unchanged": "unchanged", "delete": "deleted", "absent": "already gone",
         "refused": "refused (not ours)", "keep": "kept", "conflict": "conflict",
         "blocked": "blocked"}
+
+
+def safe(text: str, *, lines: bool = False) -> str:
+    """Data (ids, reasons, bodies, log lines) as the terminal should show it: every control
+    character escaped as in a Python literal (``\\x1b``), so data can never move the cursor,
+    retitle the window or hide text (rich passes ESC through untouched). ``lines`` keeps
+    newlines and tabs, for multi-line log messages."""
+    pattern = _UNSAFE if lines else _UNSAFE_OR_BREAK
+    return pattern.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class Renderer:
@@ -160,15 +175,16 @@ class Renderer:
         if self.json:
             self.emit_json(result.as_dict())
             return
-        self.console.print(f"Sent transaction [bold]{result.transaction_id}[/] (amount "
-                           f"{result.amount}) via {result.via}: {result.reference}")
-        self.console.print("Path: " + " → ".join(result.path), soft_wrap=True)
+        self.console.print(f"Sent transaction [bold]{escape(safe(result.transaction_id))}[/] "
+                           f"(amount {result.amount}) via {result.via}: "
+                           f"{escape(safe(result.reference))}")
+        self.console.print(Text("Path: " + safe(" → ".join(result.path))), soft_wrap=True)
         if not result.waited:
             self.console.print("Not waiting (--no-wait); follow it with `pipelinectl logs "
                                "--follow`.")
             return
         for line, style in _send_test_lines(result):
-            self.console.print(Text(line, style=style))
+            self.console.print(Text(safe(line), style=style))
         if result.ok and result.latency_seconds is not None:
             self.console.print(f"End-to-end latency: [bold]{result.latency_seconds:.2f}s[/]")
 
@@ -201,8 +217,9 @@ class Renderer:
         for column in ("sent", "message id", "from", "reason", "body"):
             table.add_column(column, overflow="fold")
         for letter in letters:
-            table.add_row(letter.sent_at, letter.message_id, letter.origin,
-                          Text(letter.reason, style="yellow"), body_preview(letter.body))
+            table.add_row(Text(safe(letter.sent_at)), Text(safe(letter.message_id)),
+                          letter.origin, Text(safe(letter.reason), style="yellow"),
+                          Text(safe(body_preview(letter.body))))
         self.console.print(table)
 
     def redrive(self, result: RedriveResult) -> None:
@@ -228,7 +245,7 @@ class Renderer:
         if stream:
             line.append(f"{event.stream[-8:]} ", style="dim")
         text, style = _log_text(event.message)
-        line.append(text, style=style)
+        line.append(safe(text, lines=True), style=style)
         self.console.print(line, soft_wrap=True)
 
 def summarize(changes: Sequence[Change]) -> dict[str, int]:
@@ -269,7 +286,7 @@ def _log_text(message: str) -> tuple[str, str]:
     if message.startswith("{"):
         try:
             doc = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # deeply nested: shown as text
             doc = None
     if isinstance(doc, dict) and isinstance(doc.get("_aws"), dict):
         names = [m.get("Name") for d in doc["_aws"].get("CloudWatchMetrics", [])

@@ -111,7 +111,20 @@ def peek(ctx: Context, limit: int = 50) -> list[DeadLetter]:
 
 def find(ctx: Context, needle: str, limit: int = 100) -> DeadLetter | None:
     """The first DLQ message whose body mentions `needle` (a transaction id)."""
-    return next((letter for letter in peek(ctx, limit) if needle in letter.body), None)
+    forms = encodings(needle)
+    return next((letter for letter in peek(ctx, limit)
+                 if any(form in letter.body for form in forms)), None)
+
+
+def encodings(text: str) -> set[str]:
+    """`text` as it can appear in a body: raw, JSON-escaped once (a transaction message) or
+    twice (inside an SNS notification's Message), with non-ASCII escaped or not. A plain
+    substring test missed ids with quotes, backslashes, control or non-ASCII characters."""
+    forms = {text}
+    for _ in range(2):
+        forms |= {json.dumps(form, ensure_ascii=ascii_only)[1:-1]
+                  for form in list(forms) for ascii_only in (True, False)}
+    return forms
 
 
 def _receive_up_to(sqs: Client, url: str, wanted: int,
@@ -367,7 +380,7 @@ def body_preview(body: str, width: int = 80) -> str:
     object), clipped for a table."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # a deeply nested body is shown as text
         doc = None
     if isinstance(doc, dict) and doc.get("Type") == "Notification" and "Message" in doc:
         body = str(doc["Message"])
