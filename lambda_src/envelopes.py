@@ -73,11 +73,14 @@ def unwrap(body: str, sqs_attributes: Mapping[str, Any] | None = None) -> Payloa
 
 def _classify(doc: Any, payload: Payload) -> None:
     if isinstance(doc, dict) and "detail-type" in doc and "detail" in doc:
-        payload.files.append(_eventbridge_file(doc))
+        payload.files.extend(_eventbridge_file(doc))
     elif isinstance(doc, dict) and doc.get("Event") == "s3:TestEvent":
         payload.ignored = "s3:TestEvent"
     elif isinstance(doc, dict) and isinstance(doc.get("Records"), list):
         payload.files.extend(_s3_notification_files(doc["Records"]))
+    if (payload.files == [] and isinstance(doc, dict)
+            and ("detail-type" in doc or isinstance(doc.get("Records"), list))):
+        payload.ignored = "a folder object (key ending in /), not a file"
     elif isinstance(doc, dict):
         payload.items.append(doc)
     elif isinstance(doc, list):
@@ -88,7 +91,7 @@ def _classify(doc: Any, payload: Payload) -> None:
         raise Rejected("not_an_object", "the message is neither a transaction nor a list of them")
 
 
-def _eventbridge_file(event: Mapping[str, Any]) -> FileRef:
+def _eventbridge_file(event: Mapping[str, Any]) -> list[FileRef]:
     """An EventBridge S3 event; its key is not URL-encoded (unlike classic notifications)."""
     source, detail_type = event.get("source"), event.get("detail-type")
     if source != "aws.s3" or detail_type != "Object Created":
@@ -98,7 +101,8 @@ def _eventbridge_file(event: Mapping[str, Any]) -> FileRef:
     bucket = _dig(detail, "bucket", "name")
     key = _dig(detail, "object", "key")
     size = _dig(detail, "object", "size")
-    return _file_ref(bucket, key, size)
+    ref = _file_ref(bucket, key, size)
+    return [] if _is_folder(ref) else [ref]
 
 
 def _s3_notification_files(records: list[Any]) -> list[FileRef]:
@@ -112,8 +116,10 @@ def _s3_notification_files(records: list[Any]) -> list[FileRef]:
         s3 = s3 if isinstance(s3, dict) else {}
         key = _dig(s3, "object", "key")
         key = unquote_plus(key) if isinstance(key, str) else key
-        files.append(_file_ref(_dig(s3, "bucket", "name"), key, _dig(s3, "object", "size")))
-    if not files:
+        ref = _file_ref(_dig(s3, "bucket", "name"), key, _dig(s3, "object", "size"))
+        files.append(ref)
+    files = [f for f in files if not _is_folder(f)]
+    if not files and not any(_is_folder_record(r) for r in records):
         raise Rejected("unsupported_event", "the S3 notification has no ObjectCreated record")
     return files
 
@@ -127,6 +133,17 @@ def _file_ref(bucket: Any, key: Any, size: Any) -> FileRef:
     return FileRef(bucket, key, int(size) if isinstance(size, int) else None)
 
 
+def _is_folder(ref: FileRef) -> bool:
+    """The console's "Create folder" makes an empty object whose key ends in ``/``; it holds
+    no rows and must not produce a rejects object such as ``rejected/.errors.jsonl``."""
+    return ref.key.endswith("/")
+
+
+def _is_folder_record(record: Any) -> bool:
+    key = _dig(record, "s3", "object", "key") if isinstance(record, dict) else None
+    return isinstance(key, str) and key.endswith("/")
+
+
 def _dig(doc: Mapping[str, Any], *path: str) -> Any:
     node: Any = doc
     for step in path:
@@ -137,6 +154,8 @@ def _dig(doc: Mapping[str, Any], *path: str) -> Any:
 def _sqs_attribute(attributes: Mapping[str, Any] | None) -> str | None:
     """``TransactionType`` from a Lambda SQS record's ``messageAttributes``."""
     entry = (attributes or {}).get(TYPE_ATTRIBUTE)
+    if isinstance(entry, dict) and str(entry.get("dataType", "")).startswith("Binary"):
+        raise _binary_type()
     value = entry.get("stringValue") if isinstance(entry, dict) else None
     return value if isinstance(value, str) else None
 
@@ -144,5 +163,14 @@ def _sqs_attribute(attributes: Mapping[str, Any] | None) -> str | None:
 def _sns_attribute(notification: Mapping[str, Any]) -> str | None:
     """``TransactionType`` from an SNS notification's ``MessageAttributes``."""
     entry = _dig(notification, "MessageAttributes", TYPE_ATTRIBUTE)
+    if isinstance(entry, dict) and str(entry.get("Type", "")).startswith("Binary"):
+        raise _binary_type()  # SNS gives its Value base64-encoded: it is not a type name
     value = entry.get("Value") if isinstance(entry, dict) else None
     return value if isinstance(value, str) else None
+
+
+def _binary_type() -> Rejected:
+    """Rejected, not decoded: bytes have no agreed encoding, and storing their base64 text
+    as the type would be silently wrong."""
+    return Rejected("bad_type", "the TransactionType attribute must be a String attribute "
+                                "(DataType String), not Binary")

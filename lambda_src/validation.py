@@ -93,6 +93,8 @@ def loads_strict(text: str | bytes) -> Any:
     except RecursionError:
         raise Rejected("invalid_json", "JSON is nested too deeply") from None
     except (ValueError, TypeError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        if "int_max_str_digits" in str(exc):  # Python's guard, not the sender's business
+            raise Rejected("invalid_json", "a number has more than 4300 digits") from None
         raise Rejected("invalid_json", f"not valid JSON ({_short(exc)})") from None
 
 
@@ -227,11 +229,15 @@ def _timestamp(value: object) -> str:
         raise Rejected("bad_timestamp", f"must be an ISO 8601 date and time: {_clip(text)!r}")
     try:
         parsed = datetime.fromisoformat(text)
-        if parsed.tzinfo is None:  # no offset: the contract's examples are UTC
-            parsed = parsed.replace(tzinfo=UTC)
-        utc = parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise Rejected("bad_timestamp", f"is not ISO 8601: {_clip(text)!r}") from None
+    if parsed.tzinfo is None:  # no offset: the contract's examples are UTC
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:  # valid ISO 8601, but in UTC before year 1 or after 9999
+        raise Rejected("bad_timestamp", f"is out of range (years 1 to 9999 in UTC): "
+                                        f"{_clip(text)!r}") from None
     return utc.isoformat(timespec="microseconds" if utc.microsecond else "seconds").replace(
         "+00:00", "Z"
     )
