@@ -25,6 +25,7 @@ from .errors import Rejected
 from .validation import loads_strict
 
 TYPE_ATTRIBUTE = "TransactionType"
+FOLDER = "a folder object (key ending in /), not a file"
 
 
 @dataclass(frozen=True)
@@ -74,13 +75,12 @@ def unwrap(body: str, sqs_attributes: Mapping[str, Any] | None = None) -> Payloa
 def _classify(doc: Any, payload: Payload) -> None:
     if isinstance(doc, dict) and "detail-type" in doc and "detail" in doc:
         payload.files.extend(_eventbridge_file(doc))
+        payload.ignored = None if payload.files else FOLDER
     elif isinstance(doc, dict) and doc.get("Event") == "s3:TestEvent":
         payload.ignored = "s3:TestEvent"
     elif isinstance(doc, dict) and isinstance(doc.get("Records"), list):
         payload.files.extend(_s3_notification_files(doc["Records"]))
-    if (payload.files == [] and isinstance(doc, dict)
-            and ("detail-type" in doc or isinstance(doc.get("Records"), list))):
-        payload.ignored = "a folder object (key ending in /), not a file"
+        payload.ignored = None if payload.files else FOLDER
     elif isinstance(doc, dict):
         payload.items.append(doc)
     elif isinstance(doc, list):
