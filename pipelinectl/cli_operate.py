@@ -225,9 +225,14 @@ def _default_port() -> int:
 @click.option("--quiet", is_flag=True, help="No live view of what flows; warnings only.")
 @click.option("--allow-remote", is_flag=True,
               help="Allow a non-loopback --host (anyone who can reach it can run code).")
+@click.option("--consistency", type=click.Choice(["aws", "fast", "off"]), default="aws",
+              show_default=True,
+              help="Emulate AWS's eventual consistency (deleted names refused, Pending "
+                   "functions, S3's EventBridge delay ...) with AWS's durations, shortened "
+                   "ones (fast), or not at all (off).")
 @click.pass_context
 def local(ctx: click.Context, host: str, port: int | None, quiet: bool,
-          allow_remote: bool) -> None:
+          allow_remote: bool, consistency: str) -> None:
     """Run the embedded local AWS in the foreground (Ctrl-C stops).
 
     Then use `pipelinectl --local ...` in another terminal: up, send-test, status, logs.
@@ -242,7 +247,7 @@ def local(ctx: click.Context, host: str, port: int | None, quiet: bool,
     except ImportError as exc:
         raise PipelineError("The embedded local AWS needs its extra: pip install "
                             "'pipelinectl[local]'.") from exc
-    ctx.exit(run_local(host, _default_port() if port is None else port, quiet))
+    ctx.exit(run_local(host, _default_port() if port is None else port, quiet, consistency))
 
 
 # -- demo ---------------------------------------------------------------------------------

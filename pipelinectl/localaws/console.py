@@ -71,12 +71,13 @@ def detach_live_view(handler: LiveView) -> None:
         logger.propagate = True
 
 
-def run_local(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quiet: bool = False) -> int:
+def run_local(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quiet: bool = False,
+              consistency: str = "aws") -> int:
     """Run the local AWS until Ctrl-C or SIGTERM; return the process exit code."""
     console = Console(highlight=False)
     errors = Console(stderr=True, highlight=False)
     handler = attach_live_view(console, quiet)
-    aws = LocalAws(host, port)
+    aws = LocalAws(host, port, consistency=consistency)
     try:
         aws.start()
     except LocalAwsError as exc:
@@ -88,7 +89,8 @@ def run_local(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quiet: bool = 
     try:
         console.print(
             f"Local AWS at [bold]{aws.endpoint_url}[/] (region us-east-1, credentials testing/"
-            "testing). Use [bold]pipelinectl --local …[/] in another terminal; Ctrl-C stops.",
+            f"testing), AWS's eventual consistency: {consistency}. Use [bold]pipelinectl "
+            "--local …[/] in another terminal; Ctrl-C stops.",
             highlight=False,
             soft_wrap=True,
         )

@@ -54,6 +54,8 @@ def enabled_sqs_mappings() -> dict[str, Mapping]:
         for esm in list(backend._event_source_mappings.values()):
             if not esm.enabled or arn_parts(esm.event_source_arn)[0] != "sqs":
                 continue
+            if esm.get_configuration().get("State") != "Enabled":
+                continue  # still Creating (consistency emulation): Lambda polls nothing yet
             found[esm.uuid] = Mapping(
                 uuid=esm.uuid,
                 function_arn=esm.function_arn,

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from pipelinectl.clients import LOCAL_INFO_PATH
-from pipelinectl.localaws import motocompat
+from pipelinectl.localaws import consistency, motocompat
 from pipelinectl.localaws._aws import Clients
 from pipelinectl.localaws.alarms import AlarmEvaluator
 from pipelinectl.localaws.poller import Poller
@@ -188,7 +188,8 @@ class LocalAws:
 
     Adds: event source mapping polling that runs the deployed zip in worker processes, function
     logs, AWS/Lambda, AWS/SQS and EMF metrics, and alarm evaluation with SNS actions.
-    ``port=0`` picks a free port; ``fresh`` (default) empties moto's in-process state first,
+    ``consistency`` (``aws``, ``fast``, default ``off``) emulates AWS's eventual consistency
+    (see ``consistency``). ``port=0`` picks a free port; ``fresh`` (default) empties moto's in-process state first,
     while ``stop()`` leaves it for inspection. Use as a context manager, or ``start()``/``stop()``::
 
         with LocalAws(port=0) as aws:
@@ -204,6 +205,7 @@ class LocalAws:
         metrics_interval: float = 2.0,
         alarm_interval: float = 1.0,
         fresh: bool = True,
+        consistency: str = "off",
     ) -> None:
         self.host = host
         self.port = port
@@ -211,21 +213,19 @@ class LocalAws:
         self.metrics_interval = metrics_interval
         self.alarm_interval = alarm_interval
         self.fresh = fresh
+        self.consistency = consistency  # AWS's eventual consistency: aws, fast or off
         self._server: Any = None
         self._workdir: Path | None = None
         self._services: list[Any] = []
         self.runner: Runner | None = None
         self._telemetry: Telemetry | None = None
 
-    #: How long after PutBucketNotificationConfiguration S3 events start flowing here. AWS
-    #: documents about five minutes; this engine delivers at once. Served at
-    #: LOCAL_INFO_PATH so the CLI judges the window by what this endpoint really does.
-    s3_eventbridge_delay_seconds: float = 0.0
-
     def info(self) -> dict[str, Any]:
-        """The read-only document served at ``GET /_pipelinectl/info``."""
-        return {"service": "pipelinectl-local",
-                "s3_eventbridge_delay_seconds": self.s3_eventbridge_delay_seconds}
+        """The read-only document served at ``GET /_pipelinectl/info``: the consistency mode
+        and its durations, among them ``s3_eventbridge_delay_seconds`` (how long after
+        PutBucketNotificationConfiguration S3 events start flowing here), so the CLI judges
+        S3's EventBridge window by what this endpoint really does."""
+        return {"service": "pipelinectl-local", **consistency.describe()}
 
     @property
     def running(self) -> bool:
@@ -243,6 +243,7 @@ class LocalAws:
         if self.running:
             return self
         motocompat.apply()
+        consistency.apply(self.consistency)
         if self.fresh:  # moto's state is per process: start from an empty account
             from moto.core.base_backend import BackendDict
 
@@ -290,6 +291,7 @@ class LocalAws:
             service.join(deadline - time.monotonic())
         self._server.stop()
         self._server = None
+        consistency.apply("off")  # process-wide patches: leave moto as we found it
         self._services = []
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)

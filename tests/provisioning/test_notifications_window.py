@@ -108,10 +108,8 @@ def test_test_and_send_test_via_s3_drop_nothing_inside_the_window(
 
 @pytest.fixture
 def slow_local() -> Iterator[str]:
-    """A local AWS that states a delay (as the planned emulation of AWS's will)."""
-    local = LocalAws(port=0)
-    local.s3_eventbridge_delay_seconds = 120
-    with local:
+    """A local AWS emulating AWS's consistency with AWS's durations: S3's five minutes."""
+    with LocalAws(port=0, consistency="aws") as local:
         yield local.endpoint_url
 
 
@@ -119,10 +117,10 @@ def test_the_local_aws_states_its_delay_and_the_cli_uses_it(slow_local: str) -> 
     import urllib.request
 
     with urllib.request.urlopen(slow_local + LOCAL_INFO_PATH, timeout=5) as response:
-        assert json.loads(response.read())["s3_eventbridge_delay_seconds"] == 120
+        assert json.loads(response.read())["s3_eventbridge_delay_seconds"] == 300
     up = CliRunner().invoke(main, ["--endpoint-url", slow_local, "bucket"])
     assert up.exit_code == 0, up.output
-    assert "S3 takes about 2 minutes to start sending events" in up.output
+    assert "S3 takes about 5 minutes to start sending events" in up.output
 
 
 def test_the_local_aws_delivers_at_once_so_nothing_is_warned() -> None:
