@@ -295,10 +295,17 @@ def _send_to_targets_with_sns(original: Callable[..., None]) -> Callable[..., No
     one constant id, get a fresh id per event, as on AWS. An SNS delivery that fails goes, as
     on AWS, to the target's dead-letter queue when it has one (``_dead_letter``), and counts
     in ``AWS/Events`` ``FailedInvocations``.
+
+    c2. moto ignores the rule's state on every path (S3 events and PutEvents): a DISABLED rule
+    still delivers. AWS, DisableRule: "A disabled rule won't match any events"; so here only
+    an ENABLED rule sends anything. (AWS adds that "incoming events might continue to match to
+    the disabled rule" for "a short period of time"; we disable at once.)
     """
     from moto.events.utils import _BASE_EVENT_MESSAGE
 
     def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+        if getattr(self, "state", "ENABLED") != "ENABLED":
+            return
         if not self.event_pattern.matches_event(original_event):
             return
         if original_event.get("id") == _BASE_EVENT_MESSAGE["id"]:
