@@ -38,7 +38,8 @@ PIPELINE_TOML = "function_timeout = 900\nvisibility_timeout = 5400\n"
 def start_local(workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     log_path = workdir / "local.log"
     server = subprocess.Popen(
-        [sys.executable, "-m", "pipelinectl", "local", "--port", "0", "--quiet"], cwd=workdir,
+        [sys.executable, "-m", "pipelinectl", "local", "--port", "0", "--quiet",
+         "--consistency", "off"], cwd=workdir,
         env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 60

@@ -86,11 +86,15 @@ class LocalPipeline:
         return item
 
 
-def _start_local(cwd: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
-    """`pipelinectl local --port 0`: it picks a free port and prints its URL (no race)."""
+def _start_local(cwd: Path, env: dict[str, str],
+                 consistency: str = "off") -> tuple[subprocess.Popen[bytes], int]:
+    """`pipelinectl local --port 0`: it picks a free port and prints its URL (no race).
+    AWS's eventual consistency is off unless asked for (test_e2e_consistency.py does), so
+    this story drops files right after `up` without S3's EventBridge window."""
     log = (cwd / "local.log").open("wb")
     server = subprocess.Popen([sys.executable, "-m", "pipelinectl", "local", "--port", "0",
-                               "--quiet"], cwd=cwd, env=env, stdout=log,
+                               "--quiet", "--consistency", consistency],
+                              cwd=cwd, env=env, stdout=log,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def port() -> int | None:
