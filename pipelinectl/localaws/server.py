@@ -190,7 +190,8 @@ class LocalAws:
     logs, AWS/Lambda, AWS/SQS and EMF metrics, and alarm evaluation with SNS actions.
     ``consistency`` (``aws``, ``fast``, default ``off``) emulates AWS's eventual consistency
     (see ``consistency``). ``port=0`` picks a free port; ``fresh`` (default) empties moto's
-    in-process state first, while ``stop()`` leaves it for inspection. Use as a context manager, or ``start()``/``stop()``::
+    in-process state first, while ``stop()`` leaves it for inspection. Use as a context
+    manager, or ``start()``/``stop()``::
 
         with LocalAws(port=0) as aws:
             boto3.client("sqs", endpoint_url=aws.endpoint_url, ...)
