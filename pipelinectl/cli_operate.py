@@ -230,13 +230,26 @@ def _default_port() -> int:
               help="Emulate AWS's eventual consistency (deleted names refused, Pending "
                    "functions, S3's EventBridge delay ...) with AWS's durations, shortened "
                    "ones (fast), or not at all (off).")
+@click.option("--max-concurrency", type=click.IntRange(1, 1000),
+              help="Invocations running at once on this machine (default 4 per CPU).")
+@click.option("--faults", "faults", default="", metavar="SPEC",
+              help="Make operations fail, e.g. 'dynamodb:BatchWriteItem=throttle@5%; "
+                   "invoke:*=timeout@1%' (README: fault injection).")
+@click.option("--faults-seed", type=int, help="Seed the fault rates (a reproducible run).")
 @click.pass_context
 def local(ctx: click.Context, host: str, port: int | None, quiet: bool,
-          allow_remote: bool, consistency: str) -> None:
+          allow_remote: bool, consistency: str, max_concurrency: int | None, faults: str,
+          faults_seed: int | None) -> None:
     """Run the embedded local AWS in the foreground (Ctrl-C stops).
 
     Then use `pipelinectl --local ...` in another terminal: up, send-test, status, logs.
     """
+    from pipelinectl.localaws.faults import FaultSpecError, parse_spec
+
+    try:
+        parse_spec(faults)
+    except FaultSpecError as exc:
+        raise UsageError(f"--faults: {exc}.") from exc
     if not allow_remote and host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError(
             f"--host {host} would let anyone who can reach it deploy and run code with any "
@@ -247,7 +260,8 @@ def local(ctx: click.Context, host: str, port: int | None, quiet: bool,
     except ImportError as exc:
         raise PipelineError("The embedded local AWS needs its extra: pip install "
                             "'pipelinectl[local]'.") from exc
-    ctx.exit(run_local(host, _default_port() if port is None else port, quiet, consistency))
+    ctx.exit(run_local(host, _default_port() if port is None else port, quiet, consistency,
+                       max_concurrency=max_concurrency, faults=faults, faults_seed=faults_seed))
 
 
 # -- demo ---------------------------------------------------------------------------------

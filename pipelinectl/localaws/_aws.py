@@ -11,6 +11,8 @@ import boto3
 import botocore.session
 from botocore.config import Config
 
+from pipelinectl.localaws.faults import INTERNAL_AGENT
+
 #: Credentials the local AWS hands out (moto accepts any; these map to account 123456789012).
 TEST_CREDENTIALS = {
     "aws_access_key_id": "testing",
@@ -41,6 +43,7 @@ class Clients:
             retries={"max_attempts": 2, "mode": "standard"},
             read_timeout=30,
             max_pool_connections=64,
+            user_agent_extra=INTERNAL_AGENT,  # never faulted (faults.py)
         )
 
     def __call__(self, service: str, region: str) -> Any:

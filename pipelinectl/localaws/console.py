@@ -25,6 +25,7 @@ _STYLES = {
     "fail": ("✗", "bold red"),
     "dlq": ("☠", "magenta"),
     "alarm": ("⏰", "bold yellow"),
+    "fault": ("⚡", "bold magenta"),
 }
 
 
@@ -72,13 +73,14 @@ def detach_live_view(handler: LiveView) -> None:
 
 
 def run_local(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quiet: bool = False,
-              consistency: str = "aws") -> int:
-    """Run the local AWS until Ctrl-C or SIGTERM; return the process exit code."""
+              consistency: str = "aws", **options: Any) -> int:
+    """Run the local AWS until Ctrl-C or SIGTERM; return the process exit code. ``options``
+    go to LocalAws (max_concurrency, faults, faults_seed)."""
     console = Console(highlight=False)
     errors = Console(stderr=True, highlight=False)
     handler = attach_live_view(console, quiet)
-    aws = LocalAws(host, port, consistency=consistency)
     try:
+        aws = LocalAws(host, port, consistency=consistency, **options)
         aws.start()
     except LocalAwsError as exc:
         detach_live_view(handler)

@@ -1,11 +1,12 @@
 """Drives SQS event source mappings the way the Lambda service does.
 
-For each enabled mapping: receive up to BatchSize messages (waiting up to
-MaximumBatchingWindowInSeconds to fill the batch), invoke the function with the SQS event, and
-delete what succeeded. With ``ReportBatchItemFailures`` only the records not listed in
-``batchItemFailures`` are deleted; on a function error, a timeout or an invalid partial batch
-response nothing is deleted, so the messages come back after the visibility timeout and moto's
-own receive counting moves them to the dead-letter queue after maxReceiveCount receives.
+For each enabled mapping, several batches at once (scaling.py decides how many): receive up
+to BatchSize messages (waiting up to MaximumBatchingWindowInSeconds to fill the batch), invoke
+the function with the SQS event, and delete what succeeded. With ``ReportBatchItemFailures``
+only the records not listed in ``batchItemFailures`` are deleted; on a function error, a
+timeout or an invalid partial batch response nothing is deleted, so the messages come back
+after the visibility timeout and moto's own receive counting moves them to the dead-letter
+queue after maxReceiveCount receives.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelinectl.localaws._aws import Clients, arn_parts, regional_backends
-from pipelinectl.localaws.runner import FunctionUnavailable, Invocation, Runner, read_function
+from pipelinectl.localaws.pool import Runner
+from pipelinectl.localaws.runner import FunctionUnavailable, Invocation, read_function
+from pipelinectl.localaws.scaling import Scaler, hold_throttled
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class Mapping:
     batch_size: int
     window: float
     report_failures: bool
+    maximum_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency
 
     @property
     def queue_name(self) -> str:
@@ -63,6 +67,7 @@ def enabled_sqs_mappings() -> dict[str, Mapping]:
                 batch_size=int(esm.batch_size or 10),
                 window=float(esm.max_batch_window or 0),
                 report_failures="ReportBatchItemFailures" in (esm.function_response_types or []),
+                maximum_concurrency=(esm.scaling_config or {}).get("MaximumConcurrency"),
             )
     return found
 
@@ -135,7 +140,8 @@ def _merge(batch: list[dict[str, Any]], more: list[dict[str, Any]]) -> list[dict
 
 
 class MappingLoop:
-    """The poller of one mapping, in its own thread."""
+    """The pollers of one mapping: one thread per concurrent batch, as many as the Scaler
+    allows at the moment."""
 
     def __init__(self, mapping: Mapping, clients: Clients, runner: Runner) -> None:
         self.mapping = mapping
@@ -143,20 +149,39 @@ class MappingLoop:
         self._runner = runner
         self._stop = threading.Event()
         self._url: str | None = None
-        self.thread = threading.Thread(
-            target=self._run, name=f"esm-{mapping.uuid[:8]}", daemon=True
-        )
+        self._visibility = 30.0
+        self.scaler = Scaler(mapping.maximum_concurrency, runner.max_concurrency)
+        self.threads: list[threading.Thread] = []
+        self._grow_lock = threading.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
 
     def start(self) -> None:
-        self.thread.start()
+        self._grow()
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _run(self) -> None:
+    def _grow(self) -> None:
+        """Start pollers up to the current target (threads are never fewer than the target)."""
+        with self._grow_lock:
+            while len(self.threads) < self.scaler.target and not self._stop.is_set():
+                index = len(self.threads)
+                thread = threading.Thread(target=self._run, args=(index,), daemon=True,
+                                          name=f"esm-{self.mapping.uuid[:8]}-{index}")
+                self.threads.append(thread)
+                thread.start()
+
+    def _run(self, index: int) -> None:
         while not self._stop.is_set():
+            if index >= self.scaler.target:  # scaled in: this poller waits
+                self._stop.wait(0.1)
+                continue
             try:
                 self._poll_once()
+                self._grow()
             except FunctionUnavailable as exc:
                 log.debug("mapping %s: %s", self.mapping.uuid, exc)
                 self._stop.wait(1.0)
@@ -176,9 +201,13 @@ class MappingLoop:
     def _queue_url(self) -> str:
         if self._url is None:
             _, _, account, name = arn_parts(self.mapping.queue_arn)
-            self._url = self._sqs().get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
+            url = self._sqs().get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
                 "QueueUrl"
             ]
+            attrs = self._sqs().get_queue_attributes(
+                QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"]
+            self._visibility = float(attrs.get("VisibilityTimeout", 30))
+            self._url = url
         return self._url
 
     def _receive(self, limit: int, wait: int) -> list[dict[str, Any]]:
@@ -196,6 +225,7 @@ class MappingLoop:
         """A batch: up to BatchSize messages, within the batching window once the first arrived."""
         m = self.mapping
         batch = self._receive(m.batch_size, wait=1)
+        self.scaler.received(len(batch), min(m.batch_size, _RECEIVE_MAX))
         if not batch or m.window <= 0:
             return batch
         deadline = time.monotonic() + m.window
@@ -212,6 +242,7 @@ class MappingLoop:
     def _poll_once(self) -> None:
         read_function(self.mapping.function_arn)  # receive nothing for a function that is gone
         messages = self._collect()
+        received = time.monotonic()
         if not messages:
             return
         if self._stop.is_set():  # disabled, changed or deleted while we were receiving
@@ -220,7 +251,15 @@ class MappingLoop:
         m = self.mapping
         region = arn_parts(m.queue_arn)[1]
         event = {"Records": [sqs_record(msg, m.queue_arn, region) for msg in messages]}
-        inv = self._runner.invoke(m.function_arn, event)
+        inv = hold_throttled(lambda: self._runner.invoke(m.function_arn, event),
+                             received + self._visibility, self.scaler, self._stop)
+        if inv is None:
+            log.info("%s → λ %s: batch of %d throttled until its visibility timeout; it "
+                     "returns to the queue", m.queue_name, m.function_name, len(messages),
+                     extra={"activity": "fail"})
+            return
+        if not inv.ok and not m.report_failures:
+            self.scaler.errored()
         handles = {msg["MessageId"]: msg["ReceiptHandle"] for msg in messages}
         failed = self._failed(inv, set(handles))
         done = [(mid, h) for mid, h in handles.items() if mid not in failed]
@@ -261,6 +300,10 @@ class MappingLoop:
     def _report(self, inv: Invocation, size: int, failed: int) -> None:
         m = self.mapping
         head = f"{m.queue_name} → λ {inv.function.name}: batch of {size}, {inv.duration_ms:.0f} ms"
+        if inv.concurrency > 1:
+            head += f", {inv.concurrency} running"
+        if inv.injected:
+            head += f", injected: {inv.injected}"
         if inv.timed_out:
             log.info(
                 "%s, timed out after %ss", head, inv.function.timeout, extra={"activity": "fail"}
@@ -304,7 +347,7 @@ class Poller:
     def sync(self) -> None:
         wanted = enabled_sqs_mappings()
         for uuid, loop in list(self._loops.items()):
-            if wanted.get(uuid) != loop.mapping or not loop.thread.is_alive():
+            if wanted.get(uuid) != loop.mapping or not loop.alive:
                 loop.stop()
                 del self._loops[uuid]
         for uuid, mapping in wanted.items():
@@ -321,7 +364,8 @@ class Poller:
     def join(self, timeout: float) -> None:
         """Wait for the supervisor and every loop, all within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        for thread in [self._thread, *(loop.thread for loop in list(self._loops.values()))]:
+        threads = [t for loop in list(self._loops.values()) for t in list(loop.threads)]
+        for thread in [self._thread, *threads]:
             if thread.is_alive():
                 thread.join(timeout=max(0.0, deadline - time.monotonic()))
 

@@ -1,26 +1,24 @@
-"""Runs deployed Lambda code: the zip moto holds, in one reusable worker process per function."""
+"""Runs deployed Lambda code: the zip moto holds, in reusable worker processes (one per
+execution environment; pool.py keeps several per function)."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
 import queue
 import secrets
-import shutil
 import subprocess
 import sys
 import threading
 import time
 import uuid
-import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from pipelinectl.localaws._aws import TEST_CREDENTIALS, arn_parts
+from pipelinectl.localaws.faults import Cut
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +47,8 @@ class FunctionSpec:
     env: tuple[tuple[str, str], ...]
     code_sha: str
     code: bytes = field(repr=False, compare=False)
+    #: ReservedConcurrentExecutions (None: unreserved); a change needs no new worker.
+    reserved: int | None = field(default=None, compare=False)
 
     @property
     def log_group(self) -> str:
@@ -78,6 +78,7 @@ def read_function(function_arn: str) -> FunctionSpec:
         env=tuple(sorted((str(k), str(v)) for k, v in (fn.environment_vars or {}).items())),
         code_sha=fn.code_sha_256,
         code=fn.code_bytes,
+        reserved=None if fn.reserved_concurrency is None else int(fn.reserved_concurrency),
     )
 
 
@@ -93,6 +94,8 @@ class Invocation:
     error_type: str | None = None
     error_message: str | None = None
     timed_out: bool = False
+    injected: str | None = None  # the fault rule that ended it (faults.py)
+    concurrency: int = 1  # executions of the function running when it started
     duration_ms: float = 0.0
     init_ms: float | None = None
     max_memory_mb: int | None = None
@@ -213,7 +216,7 @@ class Worker:
             return False
         return True
 
-    def invoke(self, event: Any, request_id: str) -> Invocation:
+    def invoke(self, event: Any, request_id: str, cut: Cut | None = None) -> Invocation:
         spec = self.spec
         inv = Invocation(request_id, spec, time.time(), log_stream=self.log_stream)
         if not self._initialized and not self._init(inv):
@@ -234,12 +237,15 @@ class Worker:
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # the process died; reading hits EOF and reports it
-        result, inv.timed_out = self._await(deadline, inv.lines)
-        if inv.timed_out:
+        stop_at = deadline if cut is None else min(deadline, inv.started + cut.after)
+        result, inv.timed_out = self._await(stop_at, inv.lines)
+        if inv.timed_out or cut is not None:
             self.kill()
             self._drain(inv)
         inv.duration_ms = (time.time() - inv.started) * 1000
         self.invocations += 1
+        if cut is not None:  # an injected end: whatever it answered is lost
+            result, inv.timed_out, inv.injected = None, cut.kind == "timeout", cut.rule
         self._settle(inv, result)
         return inv
 
@@ -292,109 +298,3 @@ class Worker:
                     pipe.close()
             except OSError:
                 pass
-
-
-Listener = Callable[[Invocation], None]
-
-
-class Runner:
-    """Invokes functions by ARN; keeps one worker per function, replaced when its config changes.
-
-    Invocations of one function run one at a time (one execution environment per function).
-    """
-
-    def __init__(self, endpoint_url: str, workdir: Path) -> None:
-        self.endpoint_url = endpoint_url
-        self.workdir = workdir
-        self.listeners: list[Listener] = []
-        self._lock = threading.Lock()
-        self._function_locks: dict[str, threading.Lock] = {}
-        self._workers: dict[str, Worker] = {}
-        self._closed = False
-
-    def invoke(self, function_arn: str, event: Any) -> Invocation:
-        with self._lock:
-            if self._closed:
-                raise FunctionUnavailable("the local AWS is stopping")
-            lock = self._function_locks.setdefault(function_arn, threading.Lock())
-        with lock:
-            spec = read_function(function_arn)
-            worker = self._worker_for(function_arn, spec)
-            inv = worker.invoke(event, str(uuid.uuid4()))
-            if inv.timed_out or not worker.alive:
-                worker.kill()
-                with self._lock:
-                    self._workers.pop(function_arn, None)
-        for listener in self.listeners:
-            try:
-                listener(inv)
-            except Exception:
-                log.exception("invocation listener failed")
-        return inv
-
-    def _worker_for(self, function_arn: str, spec: FunctionSpec) -> Worker:
-        with self._lock:
-            worker = self._workers.get(function_arn)
-        if worker is not None and worker.alive and worker.spec == spec:
-            return worker
-        if worker is not None:
-            worker.kill()
-        code_dir = self._extract(spec)
-        worker = Worker(spec, code_dir, self.endpoint_url)
-        with self._lock:
-            if self._closed:
-                worker.kill()
-                raise FunctionUnavailable("the local AWS is stopping")
-            self._workers[function_arn] = worker
-        return worker
-
-    def _extract(self, spec: FunctionSpec) -> Path:
-        target = self.workdir / f"{spec.name}-{spec.code_sha.replace('/', '_')[:16]}"
-        if not target.exists():
-            staging = self.workdir / f".{target.name}-{uuid.uuid4().hex}"
-            try:
-                with zipfile.ZipFile(io.BytesIO(spec.code)) as zf:
-                    zf.extractall(staging)
-            except zipfile.BadZipFile as exc:
-                raise FunctionUnavailable(f"function {spec.name}: code is not a zip") from exc
-            try:
-                staging.rename(target)
-            except OSError:  # extracted concurrently by another thread
-                shutil.rmtree(staging, ignore_errors=True)
-        return target
-
-    def reap(self) -> int:
-        """Kill the workers of functions that no longer exist (or whose code moto no longer
-        holds); returns how many. A worker busy with an invocation is left to finish it, as
-        on AWS, and reaped on a later round."""
-        with self._lock:
-            workers = list(self._workers.items())
-        reaped = 0
-        for arn, worker in workers:
-            try:
-                read_function(arn)
-                continue
-            except FunctionUnavailable:
-                pass
-            lock = self._function_locks.get(arn)
-            if lock is None or not lock.acquire(blocking=False):
-                continue
-            try:
-                with self._lock:
-                    if self._workers.get(arn) is not worker:
-                        continue
-                    del self._workers[arn]
-                worker.kill()
-                reaped += 1
-                log.debug("worker of deleted function %s stopped", worker.spec.name)
-            finally:
-                lock.release()
-        return reaped
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            workers = list(self._workers.values())
-            self._workers.clear()
-        for worker in workers:
-            worker.kill()

@@ -19,8 +19,10 @@ from pipelinectl.clients import LOCAL_INFO_PATH
 from pipelinectl.localaws import consistency, motocompat
 from pipelinectl.localaws._aws import Clients
 from pipelinectl.localaws.alarms import AlarmEvaluator
+from pipelinectl.localaws.faults import Faults
+from pipelinectl.localaws.faultwire import with_faults
 from pipelinectl.localaws.poller import Poller
-from pipelinectl.localaws.runner import Runner
+from pipelinectl.localaws.pool import Runner
 from pipelinectl.localaws.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ def _with_info(app: Any, info: dict[str, Any]) -> Any:
     return wsgi
 
 
-def _moto_server(sock: socket.socket, info: dict[str, Any]) -> Any:
+def _moto_server(sock: socket.socket, info: dict[str, Any], faults: Faults) -> Any:
     """A ThreadedMotoServer serving on ``sock`` that logs no requests."""
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
     from moto.moto_server.werkzeug_app import (
@@ -108,7 +110,8 @@ def _moto_server(sock: socket.socket, info: dict[str, Any]) -> Any:
 
     class Server(ThreadedMotoServer):
         def _server_entry(self) -> None:
-            app = _with_info(DomainDispatcherApplication(create_backend_app), info)
+            app = _with_info(with_faults(DomainDispatcherApplication(create_backend_app),
+                                         faults), info)
             self._server = make_server(
                 self._ip_address,
                 self._port,
@@ -207,6 +210,9 @@ class LocalAws:
         alarm_interval: float = 1.0,
         fresh: bool = True,
         consistency: str = "off",
+        max_concurrency: int | None = None,
+        faults: str = "",
+        faults_seed: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -215,6 +221,9 @@ class LocalAws:
         self.alarm_interval = alarm_interval
         self.fresh = fresh
         self.consistency = consistency  # AWS's eventual consistency: aws, fast or off
+        self.max_concurrency = max_concurrency
+        self.faults = Faults(seed=faults_seed)
+        self.faults.configure(faults)  # FaultSpecError (a ValueError) before anything starts
         self._server: Any = None
         self._workdir: Path | None = None
         self._services: list[Any] = []
@@ -252,16 +261,17 @@ class LocalAws:
         self.host = host if host is not None else self.host
         self.port = port if port is not None else self.port
         _route_server_errors()
-        server = _moto_server(_bind(self.host, self.port), self.info())
+        server = _moto_server(_bind(self.host, self.port), self.info(), self.faults)
         server.start()
         self._server = server
         self.port = server.get_host_and_port()[1]
         clients = Clients(self.endpoint_url)
         self._workdir = Path(tempfile.mkdtemp(prefix="pipelinectl-local-"))
-        self.runner = Runner(self.endpoint_url, self._workdir)
-        telemetry = self._telemetry = Telemetry(clients)
+        self.runner = Runner(self.endpoint_url, self._workdir, self.max_concurrency, self.faults)
+        telemetry = self._telemetry = Telemetry(clients, faults=self.faults)
         telemetry.start()
         self.runner.listeners.append(telemetry.on_invocation)
+        self.runner.throttle_listeners.append(telemetry.on_throttle)
         alarms = AlarmEvaluator(clients)
         self._services = [
             Poller(clients, self.runner, interval=self.poll_interval),

@@ -9,11 +9,13 @@ import math
 import queue
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from pipelinectl.localaws._aws import Clients, regional_backends
-from pipelinectl.localaws.runner import Invocation
+from pipelinectl.localaws.faults import METRIC_NAMESPACE, Faults
+from pipelinectl.localaws.runner import FunctionSpec, Invocation
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +103,12 @@ class Telemetry:
     so an idle local AWS does not fill moto's memory with identical datapoints.
     """
 
-    def __init__(self, clients: Clients, heartbeat: float = 30.0) -> None:
+    def __init__(self, clients: Clients, heartbeat: float = 30.0,
+                 faults: Faults | None = None) -> None:
         self._clients = clients
+        self._faults = faults
+        self._throttles: Counter[tuple[str, str]] = Counter()
+        self._throttle_lock = threading.Lock()
         self._heartbeat = heartbeat
         self._known_streams: set[tuple[str, str, str]] = set()
         self._dlq_depths: dict[str, int] = {}
@@ -151,11 +157,14 @@ class Telemetry:
         now = datetime.now(UTC)
         dims = [{"Name": "FunctionName", "Value": fn.name}]
         failed = 0.0 if inv.ok else 1.0
+        # ConcurrentExecutions: the function's executions running as this one started (its
+        # Maximum per period is the peak, the statistic AWS advises for it).
         lambda_metrics = [
             {"MetricName": "Invocations", "Value": 1.0, "Unit": "Count"},
             {"MetricName": "Errors", "Value": failed, "Unit": "Count"},
-            {"MetricName": "Throttles", "Value": 0.0, "Unit": "Count"},
             {"MetricName": "Duration", "Value": round(inv.duration_ms, 2), "Unit": "Milliseconds"},
+            {"MetricName": "ConcurrentExecutions", "Value": float(inv.concurrency),
+             "Unit": "Count"},
         ]
         by_namespace: dict[str, list[dict[str, Any]]] = {
             "AWS/Lambda": [{**m, "Dimensions": dims, "Timestamp": now} for m in lambda_metrics]
@@ -202,12 +211,33 @@ class Telemetry:
                 Namespace=namespace, MetricData=datums[i : i + _MAX_DATUMS_PER_CALL]
             )
 
+    def on_throttle(self, fn: FunctionSpec) -> None:
+        """Runner listener: one throttled invocation request (AWS/Lambda Throttles; it counts
+        in neither Invocations nor Errors). Put with the queue metrics."""
+        with self._throttle_lock:
+            self._throttles[(fn.region, fn.name)] += 1
+
+    def put_counters(self) -> None:
+        """Throttles and injected faults counted since the last call."""
+        with self._throttle_lock:
+            throttles, self._throttles = self._throttles, Counter()
+        now = datetime.now(UTC)
+        for (region, name), count in throttles.items():
+            self.put_metrics(region, "AWS/Lambda", [
+                {"MetricName": "Throttles", "Value": float(count), "Unit": "Count",
+                 "Dimensions": [{"Name": "FunctionName", "Value": name}], "Timestamp": now}])
+        faults = [] if self._faults is None else self._faults.metric_data()
+        if faults:
+            self.put_metrics("us-east-1", METRIC_NAMESPACE,
+                             [{**datum, "Timestamp": now} for datum in faults])
+
     # ---- queues
 
     def sample_queues(self) -> None:
         """AWS/SQS depth and age metrics for every queue; notes messages arriving in DLQs."""
         from moto.sqs.models import sqs_backends
 
+        self.put_counters()
         now_ms = time.time() * 1000
         now = datetime.now(UTC)
         for _account, region, backend in regional_backends(sqs_backends):

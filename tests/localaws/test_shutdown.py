@@ -32,7 +32,7 @@ def test_stop_during_an_invocation_is_prompt_and_keeps_the_message() -> None:
         local.client("sqs").send_message(QueueUrl=url, MessageBody="x")
         assert aws.runner is not None
         runner = aws.runner
-        workers = wait_for(lambda: list(runner._workers.values()))
+        workers = wait_for(runner.workers)
         wait_for(lambda: workers[0].invocations == 0 and workers[0]._initialized)
     finally:
         started = time.monotonic()
@@ -90,11 +90,11 @@ def test_the_worker_of_a_deleted_function_is_stopped_without_waiting_for_shutdow
         local.client("sqs").send_message(QueueUrl=url, MessageBody="x")
         assert aws.runner is not None
         runner = aws.runner
-        worker = wait_for(lambda: next(iter(runner._workers.values()), None))
+        worker = wait_for(lambda: next(iter(runner.workers()), None))
         wait_for(lambda: worker.invocations == 1)
         lam = local.client("lambda")
         lam.delete_event_source_mapping(UUID=uuid)
         lam.delete_function(FunctionName="short-lived")
-        wait_for(lambda: not worker.alive and not runner._workers, timeout=20)
+        wait_for(lambda: not worker.alive and not runner.workers(), timeout=20)
     finally:
         aws.stop()
