@@ -55,6 +55,8 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "bucket_versioning": (bool, False),
     "topic_kms_key": (str, "pipeline"),
     "conflicting_duplicates": (str, "reject"),
+    "maximum_concurrency": (int, None),
+    "reserved_concurrency": (int, None),
 }
 #: What the processor does with a second, different version of a stored transaction.
 DUPLICATE_POLICIES = ("reject", "last_wins")
@@ -143,6 +145,8 @@ class Config:
     bucket_versioning: bool = False
     topic_kms_key: str = "pipeline"
     conflicting_duplicates: str = "reject"
+    maximum_concurrency: int | None = None
+    reserved_concurrency: int | None = None
     name_overrides: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     source: str | None = None
@@ -419,8 +423,28 @@ def _check_limits(config: Config) -> None:
             f"log_retention_days = {config.log_retention_days} is not a CloudWatch Logs "
             f"retention; use one of {', '.join(map(str, LOG_RETENTION_DAYS))}."
         )
+    _check_concurrency(config)
     if config.alert_threshold <= 0:
         raise UsageError(f"alert_threshold must be positive, not {config.alert_threshold}.")
     if config.conflicting_duplicates not in DUPLICATE_POLICIES:
         raise UsageError(f"conflicting_duplicates must be \"reject\" or \"last_wins\", not "
                          f"{config.conflicting_duplicates!r}.")
+
+
+def _check_concurrency(config: Config) -> None:
+    """Lambda Developer Guide, "Configuring scaling behavior for SQS event source mappings":
+    MaximumConcurrency is 2-1000, and must not exceed the function's reserved concurrency
+    ("Otherwise, Lambda may throttle your messages"); PutFunctionConcurrency takes 0 or more
+    (0 stops the function: a deliberate pause, so it is allowed with any maximum)."""
+    maximum, reserved = config.maximum_concurrency, config.reserved_concurrency
+    if maximum is not None:
+        _in_range("maximum_concurrency", maximum, 2, 1000,
+                  "an SQS event source mapping's ScalingConfig.MaximumConcurrency")
+    if reserved is not None and reserved < 0:
+        raise UsageError(f"reserved_concurrency = {reserved} is out of range: Lambda's "
+                         "reserved concurrency is 0 or more.")
+    if maximum is not None and reserved and reserved < maximum:
+        raise UsageError(
+            f"reserved_concurrency = {reserved} is below maximum_concurrency = {maximum}: "
+            "Lambda would throttle the batches above it and their messages could end in the "
+            "DLQ; raise reserved_concurrency or lower maximum_concurrency.")

@@ -134,6 +134,7 @@ class Function(Resource):
             "memory": self.ctx.config.function_memory,
             "environment": self.environment(),
             "tags": self.ctx.tags,
+            "reserved_concurrency": self.ctx.config.reserved_concurrency,
         }
 
     def read(self) -> Observed | None:
@@ -157,6 +158,9 @@ class Function(Resource):
             "last_update": conf.get("LastUpdateStatus", "Successful"),
             "last_update_reason": conf.get("LastUpdateStatusReason", ""),
             "code_size": conf.get("CodeSize", 0),
+            # Its own read: moto's GetFunction leaves out a reserved concurrency of 0.
+            "reserved_concurrency": lam.get_function_concurrency(
+                FunctionName=self.name).get("ReservedConcurrentExecutions"),
         }
 
     def _configuration(self) -> dict[str, Any]:
@@ -192,6 +196,8 @@ class Function(Resource):
             Description=f"pipelinectl: processor of pipeline {self.ctx.config.name}",
             Tags=self.ctx.tags, Publish=False, **self._configuration()))
         self._wait("function_active_v2")
+        if self.ctx.config.reserved_concurrency is not None:
+            self._put_concurrency()
 
     def update(self, fields: set[str], observed: Observed) -> None:
         lam = self.ctx.client("lambda")
@@ -213,6 +219,19 @@ class Function(Resource):
             self._wait("function_updated_v2")
         if "tags" in fields:
             lam.tag_resource(Resource=self.arn, Tags=self.ctx.tags)
+        if "reserved_concurrency" in fields:
+            self._put_concurrency()
+
+    def _put_concurrency(self) -> None:
+        """PutFunctionConcurrency, or DeleteFunctionConcurrency when the key is unset (Lambda
+        API reference: 0 stops the function; without a reservation it shares the account's
+        unreserved pool). Not a configuration update: no InProgress to wait for."""
+        lam, reserved = self.ctx.client("lambda"), self.ctx.config.reserved_concurrency
+        if reserved is None:
+            lam.delete_function_concurrency(FunctionName=self.name)
+        else:
+            lam.put_function_concurrency(FunctionName=self.name,
+                                         ReservedConcurrentExecutions=reserved)
 
     def _wait(self, waiter: str) -> None:
         self.ctx.client("lambda").get_waiter(waiter).wait(FunctionName=self.name,

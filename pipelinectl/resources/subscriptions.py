@@ -167,7 +167,8 @@ class EventSourceMapping(Resource):
         config = self.ctx.config
         return {"batch_size": config.batch_size,
                 "batching_window": config.batching_window_seconds,
-                "response_types": BATCH_FAILURES, "enabled": True}
+                "response_types": BATCH_FAILURES, "enabled": True,
+                "maximum_concurrency": config.maximum_concurrency}
 
     def read(self) -> Observed | None:
         lam = self.ctx.client("lambda")
@@ -190,6 +191,8 @@ class EventSourceMapping(Resource):
                 "response_types": mapping.get("FunctionResponseTypes", []),
                 "enabled": mapping.get("State") in {"Enabled", "Enabling", "Creating",
                                                     "Updating"},
+                "maximum_concurrency": (mapping.get("ScalingConfig") or {}).get(
+                    "MaximumConcurrency"),
                 "state": mapping.get("State"),
                 "last_result": mapping.get("LastProcessingResult")}
 
@@ -201,7 +204,7 @@ class EventSourceMapping(Resource):
                 FunctionName=self.ctx.names.function, Enabled=True,
                 BatchSize=wanted["batch_size"],
                 MaximumBatchingWindowInSeconds=wanted["batching_window"],
-                FunctionResponseTypes=BATCH_FAILURES))
+                FunctionResponseTypes=BATCH_FAILURES, **self._scaling(wanted)))
         self.ctx.cache["mapping_uuid"] = mapping["UUID"]
 
     def update(self, fields: set[str], observed: Observed) -> None:
@@ -210,9 +213,19 @@ class EventSourceMapping(Resource):
                 "batching_window": ("MaximumBatchingWindowInSeconds",
                                     wanted["batching_window"]),
                 "response_types": ("FunctionResponseTypes", BATCH_FAILURES),
-                "enabled": ("Enabled", True)}
+                "enabled": ("Enabled", True),
+                "maximum_concurrency": ("ScalingConfig",
+                                        self._scaling(wanted).get("ScalingConfig", {}))}
         changes = dict(keys[f] for f in sorted(fields) if f in keys)
         self.ctx.client("lambda").update_event_source_mapping(UUID=observed["uuid"], **changes)
+
+    @staticmethod
+    def _scaling(wanted: Observed) -> dict[str, Any]:
+        """ScalingConfig when maximum_concurrency is set. Lambda API reference,
+        ScalingConfig: "To remove the configuration, pass an empty value" (so an update
+        that unsets it sends {})."""
+        maximum = wanted["maximum_concurrency"]
+        return {} if maximum is None else {"ScalingConfig": {"MaximumConcurrency": maximum}}
 
     def delete(self, observed: Observed) -> None:
         lam = self.ctx.client("lambda")

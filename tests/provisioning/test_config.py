@@ -88,6 +88,10 @@ def test_missing_explicit_file_is_a_usage_error() -> None:
     ({"alert_threshold": "-5"}, "alert_threshold must be positive"),
     ({"alert_threshold": "lots"}, "alert_threshold must be a number"),
     ({"alert_email": "not-an-address"}, "is not an e-mail address"),
+    ({"maximum_concurrency": 1}, "MaximumConcurrency"),
+    ({"maximum_concurrency": 1001}, "ScalingConfig.MaximumConcurrency"),
+    ({"reserved_concurrency": -1}, "reserved concurrency is 0 or more"),
+    ({"reserved_concurrency": 3, "maximum_concurrency": 4}, "Lambda would throttle"),
 ])
 def test_aws_limits_are_checked_before_anything_is_created(flags: dict[str, object],
                                                            message: str) -> None:
