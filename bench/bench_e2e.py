@@ -104,6 +104,70 @@ def bench_messages(ctx: Any, count: int) -> dict[str, float]:
             "tps": count / (done - started)}
 
 
+def _bodies(prefix: str, count: int) -> list[str]:
+    return [f'{{"transaction_id": "{prefix}-{i}", "amount": {10 + i % 500}.25, '
+            f'"timestamp": "2024-08-09T12:34:56Z"}}' for i in range(count)]
+
+
+def _fill(sqs: Any, url: str, bodies: list[str]) -> None:
+    for start in range(0, len(bodies), 10):
+        entries = [{"Id": str(i), "MessageBody": body}
+                   for i, body in enumerate(bodies[start:start + 10])]
+        assert not sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+
+
+def bench_drain(ctx: Any, count: int) -> dict[str, float]:
+    """``count`` messages queued while the mapping is disabled, then drained by the pipeline
+    (enable -> the table holds them all)."""
+    from pipelinectl.operate.targets import Targets
+
+    lam, sqs, url = ctx.client("lambda"), ctx.client("sqs"), Targets(ctx).queue_url()
+    [mapping] = lam.list_event_source_mappings(FunctionName=ctx.names.function)[
+        "EventSourceMappings"]
+    lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+    time.sleep(1.0)  # the poller rediscovers mappings every 0.25 s
+    before = count_items(ctx)
+    _fill(sqs, url, _bodies("drain", count))
+    started = time.monotonic()
+    lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
+    done = wait_until_stored(ctx, before + count, 600)
+    return {"total_s": done - started, "tps": count / (done - started)}
+
+
+def bench_floor(ctx: Any, count: int) -> dict[str, float]:
+    """The local AWS's own floor: the same calls the pipeline needs per batch, made by one
+    tight client loop (ReceiveMessage of 10, BatchWriteItem of their items,
+    DeleteMessageBatch) on a scratch queue and table, until ``count`` messages are stored."""
+    import json
+
+    sqs, dynamodb = ctx.client("sqs"), ctx.client("dynamodb")
+    url = sqs.create_queue(QueueName="bench-floor")["QueueUrl"]
+    dynamodb.create_table(TableName="bench-floor", BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "transaction_id",
+                                                 "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "transaction_id", "KeyType": "HASH"}])
+    _fill(sqs, url, _bodies("floor", count))
+    started, stored = time.monotonic(), 0
+    while stored < count:
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+            MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"]).get(
+                "Messages", [])
+        if not messages:
+            continue
+        items = [json.loads(m["Body"]) for m in messages]
+        dynamodb.batch_write_item(RequestItems={"bench-floor": [{"PutRequest": {"Item": {
+            "transaction_id": {"S": t["transaction_id"]}, "amount": {"N": str(t["amount"])},
+            "timestamp": {"S": t["timestamp"]}}}} for t in items]})
+        sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+        stored += len(messages)
+    elapsed = time.monotonic() - started
+    sqs.delete_queue(QueueUrl=url)
+    dynamodb.delete_table(TableName="bench-floor")
+    return {"total_s": elapsed, "tps": count / elapsed}
+
+
 def bench_file(ctx: Any, rows: int) -> dict[str, float]:
     lines = ["transaction_id,amount,timestamp,currency,customer_id,type"]
     lines += [f"bench-f-{i},{10 + i % 500}.50,2024-08-09T12:34:56Z,USD,c-{i % 97},Purchase"
@@ -138,6 +202,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--send-tests", type=int, default=20)
+    parser.add_argument("--drain", type=int, default=2000,
+                        help="queued messages drained, beside the floor (0: skip)")
+    parser.add_argument("--only-drain", action="store_true",
+                        help="measure the drain and its floor only")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="pipelinectl-bench-"))
     (workdir / "pipeline.toml").write_text(PIPELINE_TOML)
@@ -164,6 +232,16 @@ def run(workdir: Path, env: dict[str, str], args: argparse.Namespace) -> None:
     print(f"up (CLI, from nothing):           {cli(workdir, env, 'up'):.1f} s")
     config = config_module.load({"local": True})
     ctx = make_context(config, ClientFactory(config))
+    if args.drain:
+        floor = bench_floor(ctx, args.drain)
+        drain = bench_drain(ctx, args.drain)
+        print(f"floor: {args.drain} messages received, batch-written and deleted by one "
+              f"client loop in {floor['total_s']:.1f} s = {floor['tps']:.0f} transactions/s")
+        print(f"drain: {args.drain} queued messages through the pipeline in "
+              f"{drain['total_s']:.1f} s = {drain['tps']:.0f} transactions/s = "
+              f"{drain['tps'] / floor['tps']:.0%} of the floor")
+    if args.only_drain:
+        return
     latency = bench_send_test(ctx, args.send_tests)
     print(f"send-test --amount 1500 (sns):    cold {latency['cold_s']:.2f} s, then over "
           f"{args.send_tests} runs p50 {latency['p50_s']:.2f} s, p95 {latency['p95_s']:.2f} s,"
