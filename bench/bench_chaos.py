@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -136,22 +137,25 @@ def rejected_rows(ctx: Any) -> int:
 
 def alerts(ctx: Any, url: str) -> Counter[str]:
     sqs, counts = ctx.client("sqs"), Counter[str]()
-    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                     MessageAttributeNames=["All"]).get("Messages", []):
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
         for message in got:
-            counts[message["MessageAttributes"]["AlertId"]["StringValue"]] += 1
+            doc = json.loads(message["Body"])
+            doc = json.loads(doc["Message"]) if doc.get("Type") == "Notification" else doc
+            if isinstance(doc, dict) and "alert_id" in doc:  # not an alarm's notification
+                counts[doc["alert_id"]] += 1
         sqs.delete_message_batch(QueueUrl=url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
     return counts
 
 
-def run(ctx: Any, endpoint: str, total: int, seed: int, timeout: float) -> dict[str, Any]:
+def run(ctx: Any, endpoint: str, total: int, seed: int, timeout: float,
+        faults: str = FAULTS) -> dict[str, Any]:
     """Send, wait until everything settled, return the counts (see check())."""
     from pipelinectl import engine
 
     engine.apply(ctx)
     sink = alert_sink(ctx)
-    admin(endpoint, FAULTS, seed)
+    admin(endpoint, faults, seed)
     plan = Plan(total)
     started = time.monotonic()
     send(ctx, plan)
@@ -212,8 +216,8 @@ def main() -> None:
     from pipelinectl.localaws.server import LocalAws
 
     with LocalAws(port=0) as aws:
-        config = config_module.load({"endpoint_url": aws.endpoint_url, "region": "us-east-1",
-                                     "batch_size": 10, "maximum_concurrency": 8,
+        os.environ["PIPELINECTL_LOCAL_PORT"] = str(aws.port)
+        config = config_module.load({"local": True, "batch_size": 10, "maximum_concurrency": 8,
                                      "function_timeout": 5}, {})
         ctx = make_context(config, ClientFactory(config))
         result = run(ctx, aws.endpoint_url, args.transactions, args.seed, timeout=1800)
