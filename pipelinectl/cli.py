@@ -169,8 +169,14 @@ def status(ctx: click.Context) -> None:
 
     pipeline = _context(ctx)
     rows = engine.status(pipeline)
-    _renderer(ctx).status(rows, {"pipeline": pipeline.config.name,
-                                 "account": pipeline.account, "region": pipeline.region})
+    out = _renderer(ctx)
+    out.status(rows, {"pipeline": pipeline.config.name,
+                      "account": pipeline.account, "region": pipeline.region})
+    if rows and all(row.health == "missing" for row in rows) and not out.json:
+        from pipelinectl.operate.pipelines import other_pipelines_hint
+
+        out.note(f"Nothing of pipeline {pipeline.config.name} exists here yet: run "
+                 f"`pipelinectl up` to create it.{other_pipelines_hint(pipeline)}")
 
 
 @main.command()
@@ -196,7 +202,10 @@ def teardown(ctx: click.Context, yes: bool, keep_data: bool) -> None:
         if out.json:
             out.changes(changes, "Teardown")
         else:
-            out.note(f"Nothing to tear down: {where} has no resources.")
+            from pipelinectl.operate.pipelines import other_pipelines_hint
+
+            out.note(f"Nothing to tear down: {where} has no resources."
+                     + other_pipelines_hint(pipeline))
         return
     out.changes(changes, "Teardown", past=True)
     if any(c.step == "topic" and c.kind == "KMS key" and c.action == "delete"

@@ -46,6 +46,15 @@ def _amount(ctx: click.Context, param: click.Parameter, value: str) -> Decimal:
     return amount
 
 
+def _transaction_type(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """SNS and SQS refuse an empty message attribute value (SNS API Reference,
+    MessageAttributeValue: "Name, type, and value must not be empty or null")."""
+    if not value.strip():
+        raise click.BadParameter("must not be empty: it becomes the TransactionType message "
+                                 "attribute, and SNS and SQS refuse an empty value.")
+    return value
+
+
 def _confirm_or_refuse(yes: bool, what: str, usage: str) -> None:
     """Ask on a terminal; refuse (exit 2) in a non-interactive shell, as teardown does."""
     if yes:
@@ -68,6 +77,7 @@ def _confirm_or_refuse(yes: bool, what: str, usage: str) -> None:
 @click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True,
               help="Seconds to wait until stored (and alerted).")
 @click.option("--type", "txn_type", default="Purchase", show_default=True,
+              callback=_transaction_type,
               help="Transaction type (the TransactionType message attribute).")
 @click.pass_context
 def send_test(ctx: click.Context, amount: Decimal, transaction_id: str | None, via: str,

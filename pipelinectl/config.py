@@ -113,8 +113,9 @@ NAME_RULES: dict[str, NameRule] = {
     "alarm_prefix": NameRule(r"[^\x00-\x1f]+", 1, 200,
                              "alarm names are up to 255 printable characters"),
     "pipeline": NameRule(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", 1, 63,
-                         "a pipeline name is lower-case letters, digits and -, starting and "
-                         "ending with a letter or digit (it becomes part of the bucket name)"),
+                         "a pipeline name is 1-63 lower-case letters, digits and -, starting "
+                         "and ending with a letter or digit (it becomes part of the bucket "
+                         "name, which S3 limits to 63 characters)"),
 }
 NAME_RULES["alerts_topic"] = NAME_RULES["ingest_topic"]
 NAME_RULES["dlq"] = NAME_RULES["queue"]
@@ -215,6 +216,10 @@ def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Config
         if flags.get(key) is not None:
             values[key] = _coerce(key, flags[key], kind, f"--{key.replace('_', '-')}")
     _refuse_unknown_environment(env)
+    if values["endpoint_url"] is not None:
+        check_endpoint_url(values["endpoint_url"], "--endpoint-url")
+    if env.get("AWS_ENDPOINT_URL"):  # botocore applies it itself; fail here, in one sentence
+        check_endpoint_url(env["AWS_ENDPOINT_URL"], "AWS_ENDPOINT_URL")
     values["local"] = bool(flags.get("local"))
     values["name_overrides"] = _string_table(raw, "names", allowed=NAME_KEYS, path=path)
     values["tags"] = _string_table(raw, "tags", allowed=None, path=path)
@@ -246,8 +251,15 @@ def _read_file(explicit: str | None) -> tuple[Path | None, dict[str, Any]]:
         if explicit:
             raise UsageError(f"Config file {explicit} does not exist; check --config.")
         return None, {}
+    where = "--config / PIPELINECTL_CONFIG" if explicit else "the current directory"
+    if path.is_dir():
+        raise UsageError(f"Config file {path} is a directory, not a file; check {where}.")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte-order mark (some Windows editors write one) is not content.
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise UsageError(f"Config file {path} cannot be read ({exc.strerror or exc}); check "
+                         f"its permissions or {where}.") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not valid TOML ({exc}); fix the file and re-run.") from exc
     unknown = sorted(set(raw) - set(SETTINGS) - TABLES)
@@ -319,6 +331,30 @@ def _string_table(raw: dict[str, Any], table: str, *, allowed: tuple[str, ...] |
 REGION_FORM = re.compile(r"[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}")
 
 
+def check_endpoint_url(url: str, where: str) -> None:
+    """botocore's own answers to a bad endpoint are a ValueError or an HTTP client's
+    "unhandled exception", after credentials and the region were looked up."""
+    from urllib.parse import urlsplit
+
+    problem = ""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when out of range
+    except ValueError:
+        problem, parts, port = "the port must be 1-65535", None, None
+    if parts is not None and parts.scheme not in ("http", "https"):
+        problem = f"the scheme must be http or https, not {parts.scheme or 'missing'!r}"
+    elif parts is not None and not parts.hostname:
+        problem = "it has no host"
+    elif port == 0:
+        problem = "port 0 is not a port to connect to"
+    if problem:
+        raise UsageError(
+            f"{where} {url!r} is not an endpoint URL ({problem}); give one like "
+            "http://127.0.0.1:4566 or https://sqs.eu-west-1.amazonaws.com."
+        )
+
+
 def check_region_form(region: str) -> None:
     if not REGION_FORM.fullmatch(region):
         raise UsageError(
@@ -342,16 +378,44 @@ def validate(config: Config) -> None:
             "CloudWatch alarm actions cannot publish to topics it encrypts; use \"pipeline\" "
             "or a customer-managed key whose policy lets those services use it."
         )
+    _check_topic_key(config.topic_kms_key)
     _check_tags(config.tags)
     if config.alert_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+",
                                                            config.alert_email):
         raise UsageError(f"alert_email {config.alert_email!r} is not an e-mail address.")
 
 
+# The forms KMS accepts for a KeyId (KMS API Reference, e.g. DescribeKey: "key ID, key ARN,
+# alias name, or alias ARN"; alias names start with alias/; a key ID is a UUID, or mrk- and
+# 32 hex digits for a multi-Region key), which SNS's KmsMasterKeyId takes too.
+KMS_KEY_FORMS = re.compile(
+    r"(?:arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key/|alias/))?"
+    r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})"
+    r"|(?:arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:)?alias/[A-Za-z0-9/_-]+")
+
+
+def _check_topic_key(setting: str) -> None:
+    if setting in ("pipeline", "none") or KMS_KEY_FORMS.fullmatch(setting):
+        return
+    raise UsageError(
+        f"topic_kms_key {setting!r} is not a KMS key: use \"pipeline\" (the pipeline's own "
+        "key), \"none\", or a key id, key ARN, alias/name or alias ARN."
+    )
+
+
 def check_names(config: Config, region: str, account: str) -> None:
     """Every resource name against its AWS rule; run again once the real region is known
     (it may come from the profile), before anything is created."""
     names = config.names(account, region)
+    bucket_rule = NAME_RULES["bucket"]
+    if "bucket" not in config.name_overrides and len(names.bucket) > bucket_rule.max_len:
+        longest = bucket_rule.max_len - (len(names.bucket) - len(config.name))
+        raise UsageError(
+            f"The pipeline name {config.name!r} ({len(config.name)} characters) is too long: "
+            f"the bucket name it makes in {region} would have {len(names.bucket)} characters "
+            f"and S3 allows {bucket_rule.max_len}; use at most {max(longest, 0)} characters, "
+            "or set the bucket's name in [names] bucket."
+        )
     for key in NAME_KEYS:
         NAME_RULES[key].check(key.replace("_", " "), getattr(names, key))
     for kind, keys in SAME_KIND.items():

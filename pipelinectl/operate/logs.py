@@ -38,20 +38,31 @@ class LogEvent:
 
 
 def parse_since(text: str, now: float | None = None) -> int:
-    """`10m`, `1h30m`, `2d`, `45s` ago, or an ISO 8601 time -> epoch milliseconds."""
+    """`10m`, `1h30m`, `2d`, `45s` ago, or an ISO 8601 time -> epoch milliseconds.
+
+    CloudWatch Logs counts time from 1970-01-01 (FilterLogEvents startTime, milliseconds,
+    minimum 0), so anything earlier means "from the start": 0, not botocore's parameter
+    error. A time in the future finds nothing and is refused."""
     now = time.time() if now is None else now
     compact = text.strip().lower().replace(" ", "")
     if compact and _DURATION.sub("", compact) == "":
         seconds = sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(compact))
-        return int((now - seconds) * 1000)
+        return max(0, int((now - seconds) * 1000))
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"--since {text!r} is neither a duration (10m, 1h, 2d) nor an ISO "
                          "8601 time (2024-08-09T12:00:00Z).") from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # a naive time is the user's local time
-    return int(moment.timestamp() * 1000)
+    try:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # a naive time is the user's local time
+        epoch_ms = int(moment.timestamp() * 1000)
+    except (OverflowError, ValueError, OSError):  # year 1 in a zone east of UTC, say
+        epoch_ms = 0 if moment.year < 1970 else int(now * 1000) + 1
+    if epoch_ms > now * 1000:
+        raise UsageError(f"--since {text!r} is in the future; give a past time or a duration "
+                         "such as 10m.")
+    return max(0, epoch_ms)
 
 
 def filter_pattern(text: str | None) -> str | None:

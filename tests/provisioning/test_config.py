@@ -73,8 +73,8 @@ def test_missing_explicit_file_is_a_usage_error() -> None:
 @pytest.mark.parametrize(("flags", "message"), [
     ({"name": "Shop"}, "pipeline name 'Shop'"),
     ({"name": "shop_1"}, "pipeline name 'shop_1'"),
-    ({"name": "a" * 33}, "S3 bucket names are 3-63"),
-    ({"name": "a" * 28, "region": "ap-southeast-2"}, "S3 bucket names are 3-63"),
+    ({"name": "a" * 33}, "use at most 32 characters"),
+    ({"name": "a" * 28, "region": "ap-southeast-2"}, "use at most 27 characters"),
     ({"batch_size": 0}, "1 to 10000 records"),
     ({"batch_size": 10001, "batching_window_seconds": 1}, "1 to 10000 records"),
     ({"batch_size": 20}, "batching_window_seconds of at least 1"),
@@ -135,7 +135,7 @@ def test_names_are_checked_again_with_the_region_from_the_profile(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     loaded = config.load({"name": "a" * 28}, {})  # fits us-east-1, not ap-southeast-2
-    with pytest.raises(UsageError, match="S3 bucket names are 3-63"):
+    with pytest.raises(UsageError, match="bucket name it makes in ap-southeast-2 .* S3 allows 63"):
         make_context(loaded)
 
 
