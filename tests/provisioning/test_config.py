@@ -135,7 +135,7 @@ def test_names_are_checked_again_with_the_region_from_the_profile(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     loaded = config.load({"name": "a" * 28}, {})  # fits us-east-1, not ap-southeast-2
-    with pytest.raises(UsageError, match="bucket name it makes in ap-southeast-2 .* S3 allows 63"):
+    with pytest.raises(UsageError, match=r"in ap-southeast-2 .* S3 allows 63"):
         make_context(loaded)
 
 
