@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelinectl.localaws import enforce
 from pipelinectl.localaws._aws import Clients, regional_backends
 
 log = logging.getLogger(__name__)
@@ -227,11 +228,28 @@ class AlarmEvaluator:
         for topic in topics:
             topic_region = topic.split(":")[3]
             try:
+                enforce.authorize_publish("cloudwatch.amazonaws.com", alarm.alarm_arn, topic)
+            except enforce.DeliveryRefused as refused:
+                _record_failed_action(alarm, topic, refused.message)
+                continue
+            try:
                 self._clients("sns", topic_region).publish(
                     TopicArn=topic, Subject=subject, Message=json.dumps(message)
                 )
             except Exception as exc:
                 log.warning("alarm %s: could not notify %s: %s", alarm.name, topic, exc)
+
+
+def _record_failed_action(alarm: Any, topic: str, error: str) -> None:
+    """An alarm action the topic refused, in the alarm's history as CloudWatch records it
+    (AWS re:Post knowledge center, "Why didn't I receive an SNS notification for my CloudWatch
+    alarm trigger?": ``Failed to execute action <topic>. Received error: "<error>"``). moto
+    keeps the history in ``alarm.history`` but serves no DescribeAlarmHistory."""
+    summary = f'Failed to execute action {topic}. Received error: "{error}"'
+    alarm.history.append(("Action", summary, json.dumps({"actionState": "Failed",
+                                                         "notificationResource": topic,
+                                                         "error": error}),
+                          alarm.state_value, datetime.now(UTC)))
 
 
 def _notification(alarm: Any, old: str, new: str, reason: str, region_name: str,

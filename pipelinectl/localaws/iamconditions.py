@@ -1,4 +1,5 @@
-"""IAM policy condition evaluation, as IAM documents it (used by the bucket policy patch)."""
+"""IAM policy condition evaluation, as IAM documents it (used by the bucket policy patch and by
+the policy evaluator in ``policy.py``)."""
 
 from __future__ import annotations
 
@@ -107,8 +108,18 @@ def conditions_met(condition_block: dict[str, Any], context: dict[str, list[str]
     suffix and the ``ForAllValues:``/``ForAnyValue:`` prefixes. A missing key fails positive
     operators and satisfies negated ones, as IAM documents. Unknown operators are not met.
     """
+    return unmet_condition(condition_block, context) is None
+
+
+def unmet_condition(condition_block: dict[str, Any],
+                    context: dict[str, list[str]]) -> str | None:
+    """The first operator/key pair of a ``Condition`` block that does not hold, described for
+    a person (``StringEquals aws:SourceAccount: key absent from the request``), or None when
+    every pair holds (the same rules as :func:`conditions_met`)."""
     for operator, pairs in condition_block.items():
         for key, expected in pairs.items():
-            if not _condition_met(operator, _as_strings(expected), context.get(key.lower())):
-                return False
-    return True
+            actual = context.get(key.lower())
+            if not _condition_met(operator, _as_strings(expected), actual):
+                got = "key absent from the request" if actual is None else f"request has {actual}"
+                return f"{operator} {key} {_as_strings(expected)}: {got}"
+    return None

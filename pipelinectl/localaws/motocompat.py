@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelinectl.localaws import enforce
 from pipelinectl.localaws.iamconditions import conditions_met
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,15 @@ _applied: list[_Patch] = []
 
 def _patches() -> list[_Patch]:
     from moto.cloudwatch.models import CloudWatchBackend
+    from moto.core.authorization import ActionAuthenticatorMixin
     from moto.events.models import Rule
     from moto.s3.models import FakeBucket
     from moto.s3.responses import S3Response
+    from moto.sns.models import Subscription
     from moto.sqs import models as sqs_models
     from moto.sqs.models import Queue
+
+    from pipelinectl.localaws import enforce, rolecalls
 
     return [
         _Patch(S3Response, "get_bucket_notification", _bucket_notification_with_eventbridge),
@@ -115,6 +120,10 @@ def _patches() -> list[_Patch]:
         _Patch(CloudWatchBackend, "put_metric_alarm", _put_metric_alarm_with_aws_state),
         _Patch(sqs_models, "unix_time", _fast_clock(1.0)),
         _Patch(sqs_models, "unix_time_millis", _fast_clock(1000.0)),
+        # Policy enforcement (enforce.py, rolecalls.py): hooks, inert until enabled.
+        _Patch(ActionAuthenticatorMixin, "_authenticate_and_authorize_action",
+               rolecalls.authenticate_and_authorize),
+        _Patch(Subscription, "publish", enforce.subscription_publish),
     ]
 
 
@@ -314,7 +323,8 @@ def _send_to_targets_with_sns(original: Callable[..., None]) -> Callable[..., No
             try:
                 if target["Arn"].split(":")[2] == "sns":
                     try:
-                        _publish_event_to_sns(target, original_event, transform_input)
+                        _publish_event_to_sns(target, original_event, transform_input,
+                                              self.arn)
                     except Exception as exc:
                         _failed_delivery(self, target, original_event, exc)
                         continue
@@ -359,6 +369,8 @@ def _failed_delivery(rule: Any, target: dict[str, Any], event: dict[str, Any],
                     "dropped (%s)", rule.name, target["Arn"], exc)
         return
     code = "NO_RESOURCE" if getattr(exc, "code", "") == "NotFound" else "SDK_CLIENT_ERROR"
+    if isinstance(exc, enforce.DeliveryRefused):  # the topic's or its key's policy refused
+        code = exc.code
     attributes = {"RULE_ARN": rule.arn, "TARGET_ARN": target["Arn"], "ERROR_CODE": code,
                   "ERROR_MESSAGE": str(getattr(exc, "message", "") or exc)[:1000],
                   "RETRY_ATTEMPTS": "0"}
@@ -380,10 +392,12 @@ def _event_as_delivered(event: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _publish_event_to_sns(target: dict[str, Any], event: dict[str, Any], transform: bool) -> None:
+def _publish_event_to_sns(target: dict[str, Any], event: dict[str, Any], transform: bool,
+                          rule_arn: str) -> None:
     from moto.events.utils import EventTemplateParser
     from moto.sns.models import sns_backends
 
+    enforce.authorize_publish("events.amazonaws.com", rule_arn, target["Arn"])
     body = _event_as_delivered(event)
     message: str
     if transform and "Input" in target:

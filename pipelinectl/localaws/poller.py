@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pipelinectl.localaws import rolecalls
 from pipelinectl.localaws._aws import Clients, arn_parts, regional_backends
 from pipelinectl.localaws.pool import Runner
 from pipelinectl.localaws.runner import FunctionUnavailable, Invocation, read_function
@@ -26,6 +27,8 @@ from pipelinectl.localaws.scaling import Scaler, hold_throttled
 log = logging.getLogger(__name__)
 
 _RECEIVE_MAX = 10  # ReceiveMessage limit
+#: What the execution role needs for an SQS mapping (Lambda Developer Guide, SQS execution role).
+MAPPING_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class MappingLoop:
         self.scaler = Scaler(mapping.maximum_concurrency, runner.max_concurrency)
         self.threads: list[threading.Thread] = []
         self._grow_lock = threading.Lock()
+        self._refusal: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -240,7 +244,9 @@ class MappingLoop:
         return batch
 
     def _poll_once(self) -> None:
-        read_function(self.mapping.function_arn)  # receive nothing for a function that is gone
+        spec = read_function(self.mapping.function_arn)  # nothing for a function that is gone
+        if self._role_refused(spec.role, spec.name):
+            return
         messages = self._collect()
         received = time.monotonic()
         if not messages:
@@ -272,6 +278,20 @@ class MappingLoop:
             for err in result.get("Failed", []):
                 log.warning("could not delete a processed message: %s", err.get("Message"))
         self._report(inv, len(messages), len(failed))
+
+    def _role_refused(self, role: str, function: str) -> bool:
+        """The Lambda service polls with the function's execution role: without its SQS
+        permissions on the queue nothing is received (rolecalls.py; said once per reason)."""
+        refusal = rolecalls.service_call_refused(
+            role, function, list(MAPPING_ACTIONS), self.mapping.queue_arn,
+            arn_parts(self.mapping.queue_arn)[1])
+        if refusal and refusal != self._refusal:
+            log.warning("mapping %s cannot poll %s: %s", self.mapping.uuid,
+                        self.mapping.queue_name, refusal, extra={"activity": "refused"})
+        self._refusal = refusal
+        if refusal:
+            self._stop.wait(1.0)
+        return refusal is not None
 
     def _release(self, messages: list[dict[str, Any]]) -> None:
         for i in range(0, len(messages), _RECEIVE_MAX):

@@ -49,6 +49,7 @@ class FunctionSpec:
     code: bytes = field(repr=False, compare=False)
     #: ReservedConcurrentExecutions (None: unreserved); a change needs no new worker.
     reserved: int | None = field(default=None, compare=False)
+    role: str = ""  # the execution role: the worker's credentials (rolecalls.py)
 
     @property
     def log_group(self) -> str:
@@ -77,6 +78,7 @@ def read_function(function_arn: str) -> FunctionSpec:
         memory=int(fn.memory_size or 128),
         env=tuple(sorted((str(k), str(v)) for k, v in (fn.environment_vars or {}).items())),
         code_sha=fn.code_sha_256,
+        role=str(getattr(fn, "role", "") or ""),
         code=fn.code_bytes,
         reserved=None if fn.reserved_concurrency is None else int(fn.reserved_concurrency),
     )
@@ -107,6 +109,18 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _credentials(spec: FunctionSpec) -> dict[str, str]:
+    """The execution role's credentials when policies are enforced (as Lambda gives them),
+    else the local AWS's test credentials."""
+    from pipelinectl.localaws import enforce, rolecalls
+
+    if enforce.enabled() and spec.role:
+        return rolecalls.role_credentials(spec.role, spec.name, spec.region)
+    return {"AWS_ACCESS_KEY_ID": TEST_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": TEST_CREDENTIALS["aws_secret_access_key"],
+            "AWS_SESSION_TOKEN": TEST_CREDENTIALS["aws_session_token"]}
+
+
 class Worker:
     """One long-lived process running one function's code (a Lambda execution environment)."""
 
@@ -119,9 +133,7 @@ class Worker:
         env.update(
             {
                 "AWS_ENDPOINT_URL": endpoint_url,
-                "AWS_ACCESS_KEY_ID": TEST_CREDENTIALS["aws_access_key_id"],
-                "AWS_SECRET_ACCESS_KEY": TEST_CREDENTIALS["aws_secret_access_key"],
-                "AWS_SESSION_TOKEN": TEST_CREDENTIALS["aws_session_token"],
+                **_credentials(spec),
                 "AWS_REGION": spec.region,
                 "AWS_DEFAULT_REGION": spec.region,
                 "AWS_CONFIG_FILE": os.devnull,

@@ -17,6 +17,7 @@ from typing import Any, Self
 
 from pipelinectl.clients import LOCAL_INFO_PATH
 from pipelinectl.localaws import consistency, motocompat
+from pipelinectl.localaws import enforce as enforcement
 from pipelinectl.localaws._aws import Clients
 from pipelinectl.localaws.alarms import AlarmEvaluator
 from pipelinectl.localaws.faults import Faults
@@ -193,8 +194,9 @@ class LocalAws:
     logs, AWS/Lambda, AWS/SQS and EMF metrics, and alarm evaluation with SNS actions.
     ``consistency`` (``aws``, ``fast``, default ``off``) emulates AWS's eventual consistency
     (see ``consistency``). ``port=0`` picks a free port; ``fresh`` (default) empties moto's
-    in-process state first, while ``stop()`` leaves it for inspection. Use as a context
-    manager, or ``start()``/``stop()``::
+    in-process state first, while ``stop()`` leaves it for inspection. ``enforce`` (default)
+    evaluates topic, queue, key and bucket policies on deliveries and the execution role on
+    the function's calls. Use as a context manager, or ``start()``/``stop()``::
 
         with LocalAws(port=0) as aws:
             boto3.client("sqs", endpoint_url=aws.endpoint_url, ...)
@@ -213,6 +215,7 @@ class LocalAws:
         max_concurrency: int | None = None,
         faults: str = "",
         faults_seed: int | None = None,
+        enforce: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -224,6 +227,7 @@ class LocalAws:
         self.max_concurrency = max_concurrency
         self.faults = Faults(seed=faults_seed)
         self.faults.configure(faults)  # FaultSpecError (a ValueError) before anything starts
+        self.enforce = enforce
         self._server: Any = None
         self._workdir: Path | None = None
         self._services: list[Any] = []
@@ -254,6 +258,7 @@ class LocalAws:
             return self
         motocompat.apply()
         consistency.apply(self.consistency)
+        enforcement.set_enabled(self.enforce)  # policies evaluated as AWS does (enforce.py)
         if self.fresh:  # moto's state is per process: start from an empty account
             from moto.core.base_backend import BackendDict
 
@@ -303,6 +308,7 @@ class LocalAws:
         self._server.stop()
         self._server = None
         consistency.apply("off")  # process-wide patches: leave moto as we found it
+        enforcement.set_enabled(False)
         self._services = []
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)

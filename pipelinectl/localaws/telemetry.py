@@ -13,6 +13,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelinectl.localaws import rolecalls
 from pipelinectl.localaws._aws import Clients, regional_backends
 from pipelinectl.localaws.faults import METRIC_NAMESPACE, Faults
 from pipelinectl.localaws.runner import FunctionSpec, Invocation
@@ -165,8 +166,17 @@ class Telemetry:
         PutMetricData per namespace carry many invocations: one call each per invocation
         took a third of the local AWS's requests while a backlog drained."""
         fn = inv.function
-        self._log_buffer.setdefault((fn.region, fn.log_group, inv.log_stream), []).extend(
-            {"timestamp": t, "message": m} for t, m in log_lines(inv))
+        stream_arn = (f"arn:aws:logs:{fn.region}:{fn.account}:log-group:{fn.log_group}"
+                      f":log-stream:{inv.log_stream}")
+        refusal = rolecalls.service_call_refused(
+            fn.role, fn.name, ["logs:CreateLogStream", "logs:PutLogEvents"], stream_arn,
+            fn.region)
+        if refusal:  # Lambda writes the logs with the execution role: none without it
+            log.warning("logs of %s dropped: %s", fn.name, refusal,
+                        extra={"activity": "refused"})
+        else:
+            self._log_buffer.setdefault((fn.region, fn.log_group, inv.log_stream), []).extend(
+                {"timestamp": t, "message": m} for t, m in log_lines(inv))
         now = datetime.now(UTC)
         dims = [{"Name": "FunctionName", "Value": fn.name}]
         failed = 0.0 if inv.ok else 1.0
