@@ -246,10 +246,12 @@ def _default_port() -> int:
               help="Make operations fail, e.g. 'dynamodb:BatchWriteItem=throttle@5%; "
                    "invoke:*=timeout@1%' (README: fault injection).")
 @click.option("--faults-seed", type=int, help="Seed the fault rates (a reproducible run).")
+@click.option("--no-enforce", is_flag=True,
+              help="Do not evaluate topic, queue, key and role policies (on by default).")
 @click.pass_context
 def local(ctx: click.Context, host: str, port: int | None, quiet: bool,
           allow_remote: bool, consistency: str, max_concurrency: int | None, faults: str,
-          faults_seed: int | None) -> None:
+          faults_seed: int | None, no_enforce: bool) -> None:
     """Run the embedded local AWS in the foreground (Ctrl-C stops).
 
     Then use `pipelinectl --local ...` in another terminal: up, send-test, status, logs.
@@ -271,7 +273,8 @@ def local(ctx: click.Context, host: str, port: int | None, quiet: bool,
         raise PipelineError("The embedded local AWS needs its extra: pip install "
                             "'pipelinectl[local]'.") from exc
     ctx.exit(run_local(host, _default_port() if port is None else port, quiet, consistency,
-                       max_concurrency=max_concurrency, faults=faults, faults_seed=faults_seed))
+                       max_concurrency=max_concurrency, faults=faults, faults_seed=faults_seed,
+                       enforce=not no_enforce))
 
 
 # -- demo ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ _STYLES = {
     "dlq": ("☠", "magenta"),
     "alarm": ("⏰", "bold yellow"),
     "fault": ("⚡", "bold magenta"),
+    "refused": ("⛔", "bold red"),
 }
 
 
@@ -75,7 +76,7 @@ def detach_live_view(handler: LiveView) -> None:
 def run_local(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quiet: bool = False,
               consistency: str = "aws", **options: Any) -> int:
     """Run the local AWS until Ctrl-C or SIGTERM; return the process exit code. ``options``
-    go to LocalAws (max_concurrency, faults, faults_seed)."""
+    go to LocalAws (max_concurrency, faults, faults_seed, enforce)."""
     console = Console(highlight=False)
     errors = Console(stderr=True, highlight=False)
     handler = attach_live_view(console, quiet)
@@ -96,6 +97,12 @@ def run_local(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quiet: bool = 
             highlight=False,
             soft_wrap=True,
         )
+        console.print(
+            "Policies are enforced as on AWS: topic, queue, key and bucket policies on "
+            "deliveries, the execution role on function calls (--no-enforce turns this off)."
+            if aws.enforce else "[yellow]Policies are NOT enforced (--no-enforce):[/] deliveries "
+            "and function calls that AWS would refuse succeed here.",
+            highlight=False, soft_wrap=True)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
