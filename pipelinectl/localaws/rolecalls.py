@@ -253,9 +253,8 @@ def _refused(prefix: str, response: Any, request: Request, decision: Decision,
              code: str | None = None) -> Denied:
     import logging
 
-    logging.getLogger(__name__).warning(
-        "%s refused %s on %s: %s", request.principal.arn, request.action, request.resource,
-        decision.reason(), extra={"activity": "refused"})
+    logging.getLogger(__name__).warning("refused: %s (%s)", decision.message(request),
+                                        decision.reason(), extra={"activity": "refused"})
     default = {"s3": "AccessDenied", "sns": "AuthorizationError", "sqs": "AccessDenied",
                "cloudwatch": "AccessDenied", "sts": "AccessDenied", "iam": "AccessDenied"}
     return _error(prefix, response, code or default.get(prefix, "AccessDeniedException"),

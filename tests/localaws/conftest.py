@@ -12,5 +12,6 @@ from pipelinectl.localaws.server import LocalAws
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[Local]:
-    with LocalAws(port=0, metrics_interval=0.5, alarm_interval=0.5) as aws:
+    # The engine's mechanics; policies are enforced and tested in test_enforce.py.
+    with LocalAws(port=0, metrics_interval=0.5, alarm_interval=0.5, enforce=False) as aws:
         yield Local(aws.endpoint_url)

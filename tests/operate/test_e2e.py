@@ -131,9 +131,15 @@ def local(tmp_path_factory: pytest.TempPathFactory,
 def alerts(local: LocalPipeline) -> Callable[[], list[dict[str, Any]]]:
     """Subscribe a capture queue to the alerts topic; returns a reader of what arrived."""
     sqs, sns = local.client("sqs"), local.client("sns")
-    url = sqs.create_queue(QueueName="e2e-alert-capture")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
+    arn = "arn:aws:sqs:us-east-1:123456789012:e2e-alert-capture"
+    # As on AWS, SNS delivers only to a queue whose policy lets the topic send (the local AWS
+    # enforces it): SQS Developer Guide, "Basic examples of Amazon SQS policies".
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+        "Action": "sqs:SendMessage", "Resource": arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": local.names()["alerts"]}}}]}
+    url = sqs.create_queue(QueueName="e2e-alert-capture",
+                           Attributes={"Policy": json.dumps(policy)})["QueueUrl"]
     sns.subscribe(TopicArn=local.names()["alerts"], Protocol="sqs", Endpoint=arn,
                   Attributes={"RawMessageDelivery": "true"})
     seen: list[dict[str, Any]] = []
