@@ -124,6 +124,13 @@ def test_source_account_on_the_eventbridge_key_statement_drops_files(
         pipeline.drop(f"incoming/refused/{uuid.uuid4().hex}.csv")
     assert pipeline.captured() == 0  # the topic never got it
     assert pipeline.metric("AWS/Events", "FailedInvocations", ("RuleName", rule)) - before == 1
+    sqs = pipeline.client("sqs")
+    dlq = sqs.get_queue_url(QueueName=pipeline.names.dlq)["QueueUrl"]
+    letters = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10,
+                                  MessageAttributeNames=["All"]).get("Messages", [])
+    codes = [m["MessageAttributes"]["ERROR_CODE"]["StringValue"] for m in letters
+             if "ERROR_CODE" in m.get("MessageAttributes", {})]
+    assert codes == ["NO_PERMISSIONS"]  # the rule's target DLQ keeps the event
     refusal = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert any("kms:GenerateDataKey" in m and "aws:SourceAccount" in m and "key absent" in m
                for m in refusal), refusal
