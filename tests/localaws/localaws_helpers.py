@@ -16,6 +16,10 @@ from pipelinectl.localaws.runner import FunctionSpec
 from pipelinectl.resources.role import TRUST_POLICY
 
 REGION = "us-east-1"
+SQS_EXECUTION_POLICY = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Resource": "*",
+    "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+               "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]}]}
 
 
 def handler_zip(source: str, module: str = "handler") -> bytes:
@@ -62,6 +66,10 @@ class Local:
             RoleName=role_name,
             AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
         )["Role"]["Arn"]
+        # What AWS's managed AWSLambdaSQSQueueExecutionRole grants: the local AWS polls the
+        # queue and writes the logs with the function's role, as Lambda does.
+        iam.put_role_policy(RoleName=role_name, PolicyName="lambda-sqs-execution",
+                            PolicyDocument=json.dumps(SQS_EXECUTION_POLICY))
         fn = self.client("lambda").create_function(
             FunctionName=name,
             Runtime="python3.12",
