@@ -135,6 +135,28 @@ def _resources(prefix: str, response: Any, region: str, account: str, moto_resou
     return ["*"]
 
 
+#: DynamoDB transactions are authorized as their actions on each table (DynamoDB Developer
+#: Guide, "Using IAM with DynamoDB transactions": "Permissions for Put, Update, Delete, and Get
+#: actions are governed by the permissions used for the underlying PutItem, UpdateItem,
+#: DeleteItem, and GetItem operations"; ConditionCheck by dynamodb:ConditionCheckItem).
+_TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+             "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+
+
+def _checks(action: str, response: Any, region: str, account: str, moto_resource: str
+            ) -> list[tuple[str, str]]:
+    """(IAM action, resource ARN) pairs the call needs, every one of them allowed."""
+    prefix = action.split(":", 1)[0]
+    if action in ("dynamodb:TransactWriteItems", "dynamodb:TransactGetItems"):
+        pairs = []
+        for item in _param(response, "TransactItems") or []:
+            for kind, body in item.items():
+                table = f"arn:aws:dynamodb:{region}:{account}:table/{body.get('TableName')}"
+                pairs.append((f"dynamodb:{_TRANSACT.get(kind, kind)}", table))
+        return pairs
+    return [(action, r) for r in _resources(prefix, response, region, account, moto_resource)]
+
+
 def _resource_policy(prefix: str, resource: str, region: str, account: str) -> tuple[Any, bool]:
     """The resource's own policy and whether it is a KMS key policy."""
     if prefix == "s3" and resource.startswith("arn:aws:s3:::"):
@@ -239,13 +261,14 @@ def authorize_call(response: Any, is_s3: bool, moto_resource: str) -> None:
     if session is None or action in _FREE:
         return
     context = _context(session, prefix, response, region)
-    for resource in _resources(prefix, response, region, session.account_id, moto_resource):
-        request, decision = _decide(session, action, resource, context, region)
+    for needed, resource in _checks(action, response, region, session.account_id,
+                                    moto_resource):
+        request, decision = _decide(session, needed, resource, context, region)
         if not decision.allowed:
             raise _refused(prefix, response, request, decision)
-        if action == "s3:GetObject":
+        if needed == "s3:GetObject":
             _missing_object_needs_list(session, response, resource, context, region)
-        if action == "sns:Publish":
+        if needed == "sns:Publish":
             _topic_key_for_caller(session, response, resource, context, region)
 
 
