@@ -76,11 +76,18 @@ def admin(endpoint: str, spec: str | None = None, seed: int | None = None) -> di
 def alert_sink(ctx: Any) -> str:
     """A queue subscribed (raw) to the alerts topic: every alert SNS accepted lands there."""
     sqs, sns = ctx.client("sqs"), ctx.client("sns")
-    url = sqs.create_queue(QueueName=f"{ctx.config.name}-alert-sink")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"]
-    sns.subscribe(TopicArn=ctx.arn("sns", ctx.names.alerts_topic), Protocol="sqs",
-                  Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    name = f"{ctx.config.name}-alert-sink"
+    arn, topic = ctx.arn("sqs", name), ctx.arn("sns", ctx.names.alerts_topic)
+    # As on AWS, SNS delivers only to a queue whose policy lets the topic send (the local AWS
+    # enforces it): SQS Developer Guide, "Basic examples of Amazon SQS policies".
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+        "Action": "sqs:SendMessage", "Resource": arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]}
+    url = sqs.create_queue(QueueName=name, Attributes={"Policy": json.dumps(policy)})[
+        "QueueUrl"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn,
+                  Attributes={"RawMessageDelivery": "true"})
     return str(url)
 
 
@@ -200,7 +207,10 @@ def check(result: dict[str, Any]) -> dict[str, int]:
     # between SNS accepting and alerted_at being written): at most one per injected Lambda
     # fault. Injected SNS errors answer before SNS accepts, so they cannot repeat one.
     assert repeated <= lambda_faults, f"{repeated} repeats > {lambda_faults} Lambda faults"
-    assert sorted(result["dlq"]) == sorted(plan.invalid_messages()), "DLQ != invalid messages"
+    dlq, invalid = sorted(result["dlq"]), sorted(plan.invalid_messages())
+    assert dlq == invalid, (f"DLQ != invalid messages: extra {sorted(set(dlq) - set(invalid))}"
+                            f"[:5], missing {sorted(set(invalid) - set(dlq))[:5]}, "
+                            f"{len(dlq)} vs {len(invalid)}")
     assert result["rejected_rows"] == plan.invalid_file_rows(), "rejects != invalid rows"
     return counts
 

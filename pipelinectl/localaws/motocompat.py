@@ -101,6 +101,7 @@ _applied: list[_Patch] = []
 def _patches() -> list[_Patch]:
     from moto.cloudwatch.models import CloudWatchBackend
     from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.dynamodb.models import DynamoDBBackend
     from moto.events.models import Rule
     from moto.s3.models import FakeBucket
     from moto.s3.responses import S3Response
@@ -120,6 +121,8 @@ def _patches() -> list[_Patch]:
         _Patch(CloudWatchBackend, "put_metric_alarm", _put_metric_alarm_with_aws_state),
         _Patch(sqs_models, "unix_time", _fast_clock(1.0)),
         _Patch(sqs_models, "unix_time_millis", _fast_clock(1000.0)),
+        *(_Patch(DynamoDBBackend, name, _serialized_item_write)
+          for name in DYNAMODB_ITEM_WRITES),
         # Policy enforcement (enforce.py, rolecalls.py): hooks, inert until enabled.
         _Patch(ActionAuthenticatorMixin, "_authenticate_and_authorize_action",
                rolecalls.authenticate_and_authorize),
@@ -519,3 +522,25 @@ def _fast_clock(scale: float) -> Callable[[Callable[..., float]], Callable[..., 
         return clock
 
     return build
+
+
+# --------------------------------------------------------------------------------------------
+# h. DynamoDB item writes race each other in moto's threaded server
+
+#: The backend methods that change items (BatchWriteItem goes through put/delete_item).
+DYNAMODB_ITEM_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+_DYNAMODB_WRITES = threading.RLock()
+
+
+def _serialized_item_write(original: Callable[..., Any]) -> Callable[..., Any]:
+    """moto's TransactWriteItems deep-copies every table it touches (its rollback copy) while
+    other request threads keep writing to it: with several concurrent batches the copy fails
+    with "dictionary changed size during iteration" and the client gets HTTP 500. DynamoDB
+    isolates transactions from concurrent writes (Developer Guide, "Transactions: how it
+    works", isolation levels: serializable); here item writes take one lock, in turn."""
+
+    def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _DYNAMODB_WRITES:
+            return original(self, *args, **kwargs)
+
+    return write

@@ -593,3 +593,54 @@ def test_patch_g_the_sqs_clock_is_cheap_and_agrees_with_motos(patched: None) -> 
     moment = dt.datetime(2024, 8, 9, 12, 34, 56)
     assert sqs_models.unix_time_millis(moment) == unix_time_millis(moment)
     # How much cheaper it is belongs in a benchmark (bench/bench_e2e.py), not a timed test.
+
+
+# -------------------------------------------------------------------------------- h. dynamodb
+
+
+def test_defect_h_moto_copies_live_tables_for_transactions_without_a_lock() -> None:
+    """The race itself is timing-dependent; what makes it possible is checked instead: moto's
+    TransactWriteItems deep-copies the live table and takes no lock. When moto changes that,
+    this fails and patch h can be reconsidered."""
+    import inspect
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    with motocompat.unpatched():
+        source = inspect.getsource(DynamoDBBackend.transact_write_items)
+    assert "copy.deepcopy(" in source and "lock" not in source.lower()
+
+
+def test_patch_h_concurrent_transactions_and_puts_all_succeed(patched: None) -> None:
+    import threading
+
+    ddb = client("dynamodb")
+    ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}])
+    errors: list[BaseException] = []
+
+    def transactions(worker: int) -> None:
+        try:
+            for n in range(40):
+                ddb.transact_write_items(TransactItems=[
+                    {"Put": {"TableName": "t", "Item": {"k": {"S": f"t{worker}-{n}-{i}"}}}}
+                    for i in range(5)])
+        except BaseException as exc:  # pragma: no cover - the failure being tested for
+            errors.append(exc)
+
+    def puts(worker: int) -> None:
+        try:
+            for n in range(200):
+                ddb.put_item(TableName="t", Item={"k": {"S": f"p{worker}-{n}"}})
+        except BaseException as exc:  # pragma: no cover
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fn, args=(w,)) for w in range(3)
+               for fn in (transactions, puts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert ddb.scan(TableName="t", Select="COUNT")["Count"] == 3 * 40 * 5 + 3 * 200
