@@ -25,10 +25,17 @@ class PipelineGroup(click.Group):
     """Turns our errors into one sentence and an exit code; tracebacks only with -v."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        # Seen before parsing (which clears ctx.args), so even a malformed command exits 1.
+        ctx.meta[DETAILED_EXITCODE] = DETAILED_EXITCODE in ctx.args
         try:
             return super().invoke(ctx)
         except PipelineError as error:
             _fail(ctx, str(error), error.exit_code, error)
+        except click.UsageError as error:
+            if not ctx.meta[DETAILED_EXITCODE]:
+                raise
+            error.show()  # 2 means "changes pending" there: every error exits 1
+            ctx.exit(1)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
@@ -41,8 +48,16 @@ class PipelineGroup(click.Group):
             _fail(ctx, str(translated), translated.exit_code, error)
 
 
+#: Terraform's convention (`terraform plan -detailed-exitcode`): 0 no changes, 1 error,
+#: 2 changes pending. Every error, usage errors included, then exits 1.
+DETAILED_EXITCODE = "--detailed-exitcode"
+CHANGES_PENDING = 2
+
+
 def _fail(ctx: click.Context, message: str, code: int, error: BaseException | None) -> None:
     verbose = bool((ctx.obj or {}).get("verbose"))
+    if ctx.meta.get(DETAILED_EXITCODE):
+        code = 1
     if verbose and error is not None:
         traceback.print_exception(error, file=sys.stderr)
     click.secho("Error: ", fg="red", bold=True, err=True, nl=False)
@@ -98,16 +113,24 @@ def _context(ctx: click.Context) -> Context:
     return make_context(config, factory)
 
 
-def _apply_steps(ctx: click.Context, steps: tuple[str, ...], dry_run: bool) -> None:
+def _apply_steps(ctx: click.Context, steps: tuple[str, ...], dry_run: bool,
+                 detailed: bool = False) -> None:
     from pipelinectl import engine
 
+    if detailed and not dry_run:
+        raise UsageError("--detailed-exitcode goes with --dry-run (or `pipelinectl plan`).")
     out = _renderer(ctx)
     pipeline = _context(ctx)
     if dry_run:
         changes, refused = engine.checked_plan(pipeline, steps)
         out.changes(changes, "Plan (nothing was changed)")
+        if refused and detailed:  # a conflict is a pending change here, not an error
+            out.warn(refused.message())
+            ctx.exit(CHANGES_PENDING)
         if refused:
             raise PipelineError(refused.message())
+        if detailed and any(c.action != "unchanged" for c in changes):
+            ctx.exit(CHANGES_PENDING)
         return
     if len(steps) == 1:
         engine.check_needs(pipeline, steps[0])
@@ -146,19 +169,27 @@ for _step in STEP_ORDER:
     main.command(_step)(_step_command(_step))
 
 
+_DETAILED_HELP = ("Exit 0 when nothing would change, 2 when something would (create, "
+                  "update, replace, conflict, blocked), 1 on any error (Terraform's "
+                  "convention).")
+
+
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Same as `plan`: show changes, make none.")
+@click.option(DETAILED_EXITCODE, "detailed", is_flag=True,
+              help="With --dry-run: " + _DETAILED_HELP)
 @click.pass_context
-def up(ctx: click.Context, dry_run: bool) -> None:
+def up(ctx: click.Context, dry_run: bool, detailed: bool) -> None:
     """Create or update every resource, independent steps concurrently."""
-    _apply_steps(ctx, STEP_ORDER, dry_run)
+    _apply_steps(ctx, STEP_ORDER, dry_run, detailed)
 
 
 @main.command()
+@click.option(DETAILED_EXITCODE, "detailed", is_flag=True, help=_DETAILED_HELP)
 @click.pass_context
-def plan(ctx: click.Context) -> None:
+def plan(ctx: click.Context, detailed: bool) -> None:
     """What `up` would change: create / update (which fields) / replace / unchanged."""
-    _apply_steps(ctx, STEP_ORDER, dry_run=True)
+    _apply_steps(ctx, STEP_ORDER, dry_run=True, detailed=detailed)
 
 
 @main.command()

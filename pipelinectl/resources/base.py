@@ -54,10 +54,14 @@ class Change:
     action: Action
     fields: tuple[str, ...] = ()
     detail: str = ""
+    #: Each drifted field with its observed and desired value (secrets hidden), so a CI
+    #: job can print a useful diff. Not compared: values may be unhashable dicts.
+    drift: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"step": self.step, "kind": self.kind, "name": self.name, "action": self.action,
-                "fields": list(self.fields), "detail": self.detail}
+                "fields": list(self.fields), "detail": self.detail,
+                "drift": list(self.drift)}
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class Resource(ABC):
     #: False for things that cannot carry tags (subscriptions, mappings, aliases): they are
     #: ours because they hang off a resource that is ours and are only found through it.
     taggable: ClassVar[bool] = True
+    #: Fields whose values may hold secrets: the plan names them, never shows their values.
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
     #: Set by the engine for the run: tells the user what this resource is waiting for.
     progress: Callable[[str], None] | None = None
 
@@ -202,7 +208,11 @@ class Resource(ABC):
             return self.change("conflict", detail=problem)
         wanted = self.desired()
         differing = tuple(k for k, v in wanted.items() if not _matches(k, observed.get(k), v))
-        return self.change("update", differing) if differing else self.change("unchanged")
+        if not differing:
+            return self.change("unchanged")
+        drift = tuple(drifted(k, observed.get(k), wanted[k], secret=k in self.secret_fields)
+                      for k in differing)
+        return replace(self.change("update", differing), drift=drift)
 
     def apply(self) -> Change:
         observed = self.read()
@@ -276,6 +286,20 @@ class Resource(ABC):
                              "error")
         state, health, details = self.health(observed)
         return StatusRow(self.step, self.kind, self.name, self.arn, state, health, details)
+
+
+SECRET = "(secret: not shown)"
+
+
+def drifted(key: str, have: Any, want: Any, *, secret: bool = False) -> dict[str, Any]:
+    """One drifted field for the plan. A secret field (e.g. the function's environment, which
+    anyone may have given a password) shows only which of its keys differ, never values."""
+    if not secret:
+        return {"field": key, "observed": have, "desired": want}
+    old = have if isinstance(have, dict) else {}
+    new = want if isinstance(want, dict) else {}
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return {"field": key, "observed": SECRET, "desired": SECRET, "keys": keys}
 
 
 def _matches(key: str, have: Any, want: Any) -> bool:

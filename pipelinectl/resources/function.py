@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pipelinectl import packaging
@@ -90,6 +91,7 @@ class LogGroup(Resource):
 class Function(Resource):
     step = "lambda"
     kind = "Lambda function"
+    secret_fields = frozenset({"environment"})
 
     @property
     def name(self) -> str:
@@ -184,9 +186,9 @@ class Function(Resource):
         if observed["last_update"] == "Failed":
             fields = ("code_sha256", *CONFIG_FIELDS, *(
                 f for f in planned.fields if f not in {"code_sha256", *CONFIG_FIELDS}))
-            return self.change("update", fields, detail=(
+            return replace(self.change("update", fields, detail=(
                 f"its last update failed ({observed['last_update_reason'] or 'no reason'})"
-                ": code and configuration are applied again"))
+                ": code and configuration are applied again")), drift=planned.drift)
         return planned
 
     def create(self) -> None:
