@@ -35,6 +35,7 @@ class FileRef:
     bucket: str
     key: str
     size: int | None = None
+    replay: str | None = None  # the replay's name when `pipelinectl replay` sent the event
 
     @property
     def uri(self) -> str:
@@ -102,6 +103,9 @@ def _eventbridge_file(event: Mapping[str, Any]) -> list[FileRef]:
     key = _dig(detail, "object", "key")
     size = _dig(detail, "object", "size")
     ref = _file_ref(bucket, key, size)
+    replay = event.get("replay-name")
+    if isinstance(replay, str) and replay:
+        ref = FileRef(ref.bucket, ref.key, ref.size, replay)
     return [] if _is_folder(ref) else [ref]
 
 

@@ -56,8 +56,9 @@ class FileProcessor:
             rejects.upload(self.s3, ref.bucket, rejects_key(ref.key, self.settings.rejects_prefix))
         finally:
             rejects.close()
+        replay = {"replay": ref.replay} if ref.replay else {}
         logger.info("file processed", extra={"source": ref.uri, "rows": stats.rows,
-                                             "rejected": stats.rejected})
+                                             "rejected": stats.rejected, **replay})
         return stats
 
     def _stream(self, ref: FileRef, deadline_ms: int, stats: FileStats,

@@ -37,7 +37,7 @@ class LogEvent:
         return asdict(self)
 
 
-def parse_since(text: str, now: float | None = None) -> int:
+def parse_since(text: str, now: float | None = None, option: str = "--since") -> int:
     """`10m`, `1h30m`, `2d`, `45s` ago, or an ISO 8601 time -> epoch milliseconds.
 
     CloudWatch Logs counts time from 1970-01-01 (FilterLogEvents startTime, milliseconds,
@@ -51,7 +51,7 @@ def parse_since(text: str, now: float | None = None) -> int:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--since {text!r} is neither a duration (10m, 1h, 2d) nor an ISO "
+        raise UsageError(f"{option} {text!r} is neither a duration (10m, 1h, 2d) nor an ISO "
                          "8601 time (2024-08-09T12:00:00Z).") from None
     try:
         if moment.tzinfo is None:
@@ -60,7 +60,7 @@ def parse_since(text: str, now: float | None = None) -> int:
     except (OverflowError, ValueError, OSError):  # year 1 in a zone east of UTC, say
         epoch_ms = 0 if moment.year < 1970 else int(now * 1000) + 1
     if epoch_ms > now * 1000:
-        raise UsageError(f"--since {text!r} is in the future; give a past time or a duration "
+        raise UsageError(f"{option} {text!r} is in the future; give a past time or a duration "
                          "such as 10m.")
     return max(0, epoch_ms)
 
