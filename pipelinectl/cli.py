@@ -249,7 +249,7 @@ def teardown(ctx: click.Context, yes: bool, keep_data: bool) -> None:
         raise PipelineError(f"Left alone because they are not this pipeline's: {names}.")
 
 
-from pipelinectl import cli_operate  # noqa: E402 - operate commands; click only at import
+from pipelinectl import cli_data, cli_operate  # noqa: E402 - operate commands; click only
 
 main.add_command(cli_operate.send_test)
 main.add_command(cli_operate.smoke_test)
@@ -257,4 +257,5 @@ main.add_command(cli_operate.logs)
 main.add_command(cli_operate.dlq)
 main.add_command(cli_operate.local)
 main.add_command(cli_operate.demo)
-main.add_command(cli_operate.replay)
+main.add_command(cli_data.replay)
+main.add_command(cli_data.doctor)

@@ -62,10 +62,8 @@ class Window:
         return f"until {stamp(self.ends_at)}, {left // 60}m {left % 60:02d}s from now"
 
     def redrive(self) -> str:
-        key = f"s3://{self.bucket}/incoming/FILE"
         return (f"re-drive files that landed under incoming/ since {stamp(self.enabled_at)} "
-                f"by copying each onto itself (aws s3 cp {key} {key} --metadata-directive "
-                "REPLACE); a `pipelinectl replay` command is planned")
+                f"afterwards with `pipelinectl replay --since {stamp(self.enabled_at)}`")
 
     def warning(self) -> str:
         """For `up` and `status`."""

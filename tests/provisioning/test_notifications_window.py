@@ -39,7 +39,7 @@ def test_up_warns_and_status_is_not_healthy_until_the_window_ends(
     warning = up.output[up.output.index("Warning:"):]
     assert f"EventBridge notifications of bucket {BUCKET} were enabled at" in warning
     assert "S3 takes about 5 minutes to start sending events" in warning
-    assert "--metadata-directive REPLACE" in warning and "replay" in warning
+    assert "pipelinectl replay --since" in warning
     assert EVENTBRIDGE_TAG_KEY in _tags()
 
     status = json.loads(cli("--output", "json", "status").stdout)
@@ -102,7 +102,7 @@ def test_test_and_send_test_via_s3_drop_nothing_inside_the_window(
         result = cli(*command)
         assert result.exit_code == 1
         assert "may never be processed" in result.output
-        assert "--metadata-directive REPLACE" in result.output
+        assert "pipelinectl replay --since" in result.output
     assert not [c for c in api_calls if c.mutating]  # no file dropped, nothing published
 
 
