@@ -134,8 +134,8 @@ def concurrency(facts: Facts) -> Iterator[Finding]:
     if reserved == 0:
         yield Finding("reserved concurrency", "fail", "reserved concurrency is 0: the "
                       "function never runs and messages wait, then go to the DLQ",
-                      "remove it (aws lambda delete-function-concurrency) or set "
-                      "reserved_concurrency in pipeline.toml, then `pipelinectl up`")
+                      "`pipelinectl up` removes it (unless reserved_concurrency = 0 is "
+                      "set in pipeline.toml: raise it)")
     elif reserved is not None and maximum is not None and reserved < maximum:
         yield Finding("reserved concurrency", "warn", f"reserved {reserved} is below the "
                       f"mapping's maximum concurrency {maximum}: Lambda throttles batches",

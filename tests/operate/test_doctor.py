@@ -83,7 +83,11 @@ def test_function_mapping_and_concurrency_problems_fail(deployed: Context) -> No
     levels = _levels(deployed)
     assert levels["reserved concurrency"] == "fail"
     assert levels["event source mapping"] == "fail"
-    lam.update_event_source_mapping(UUID=uuid, Enabled=True)
+    lam.update_event_source_mapping(UUID=uuid, Enabled=True,
+                                    ScalingConfig={"MaximumConcurrency": 5})
+    lam.put_function_concurrency(FunctionName=deployed.names.function,
+                                 ReservedConcurrentExecutions=2)
+    assert _levels(deployed)["reserved concurrency"] == "warn"  # 2 < the mapping's 5
 
     def problem(parsed: dict[str, Any]) -> None:
         for mapping in parsed.get("EventSourceMappings", []):
