@@ -13,17 +13,16 @@ is not an array) raise :class:`Rejected`; rows yielded before that stay valid.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import gzip
 import io
-import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Protocol, cast
 
 from .errors import Rejected
+from .jsonarray import json_array_rows
 from .validation import REQUIRED_FIELDS, loads_strict
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -46,12 +45,33 @@ class Row:
     problem: Rejected | None = None
     text: bytes | str | list[str] = ""  # the row as read; clipped only when reported
     line: int | None = None
+    end: int = 0  # CSV/JSON Lines: stream offset just past the row (where the next one starts)
+    last_line: int = 0  # CSV/JSON Lines: the row's last physical line (> line: quoted newlines)
 
     @property
     def raw(self) -> str:
         """A clipped copy of the row for a rejects entry (computed only for rejects)."""
         text = ",".join(self.text) if isinstance(self.text, list) else self.text
         return _clip(text.encode() if isinstance(text, str) else text)
+
+
+@dataclass
+class Window:
+    """Where reading starts and stops: a part, or a continuation (see lambda_src/split.py).
+
+    ``stop`` is an offset into the stream: a record (CSV) or line (JSON Lines) that *starts*
+    at or after it is not read. ``first_row``/``first_line`` are the rows and lines before the
+    stream's start, so numbers stay the file's own. The first ``skip`` rows after that are
+    passed over without being parsed (gzip and JSON arrays resume by row count). A CSV read
+    from its start fills in ``header``; a part gets it from the planner.
+    """
+
+    header: list[str] | None = None
+    stop: int | None = None
+    first_row: int = 0
+    first_line: int = 0
+    skip: int = 0
+    parse: bool = True  # False: rows carry only their numbers and offsets (the planner's scan)
 
 
 def detect_format(key: str) -> tuple[str, bool]:
@@ -92,42 +112,66 @@ def open_stream(body: Readable, *, gzipped: bool) -> IO[bytes]:
     return raw
 
 
-def iter_rows(stream: IO[bytes], fmt: str, max_row_bytes: int) -> Iterator[Row]:
+def iter_rows(stream: IO[bytes], fmt: str, max_row_bytes: int,
+              window: Window | None = None) -> Iterator[Row]:
     """Rows of ``stream`` in file order; see the module docstring for error handling."""
-    readers = {"csv": _csv_rows, "jsonl": _jsonl_rows, "json": _json_array_rows}
+    readers = {"csv": _csv_rows, "jsonl": _jsonl_rows, "json": json_array_rows}
     try:
-        yield from readers[fmt](stream, max_row_bytes)
+        yield from readers[fmt](stream, max_row_bytes, window or Window())
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise Rejected("bad_gzip", f"the gzip stream is corrupt or truncated ({exc})") from None
 
 
-def _bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | None]:
-    """Lines of at most ``limit`` bytes; ``None`` stands for a longer line (skipped)."""
-    while True:
-        line = stream.readline(limit + 1)
+class _Lines:
+    """Lines of at most ``limit`` bytes (``None`` stands for a longer line, skipped), with
+    the stream offset consumed so far. While ``armed``, a line starting at or after
+    ``stop`` ends the iteration: a CSV arms it only at record starts, so a record with
+    quoted newlines is never cut."""
+
+    def __init__(self, stream: IO[bytes], limit: int, stop: int | None) -> None:
+        self.stream, self.limit, self.stop = stream, limit, stop
+        self.offset = 0
+        self.armed = True
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> bytes | None:
+        if self.armed and self.stop is not None and self.offset >= self.stop:
+            raise StopIteration
+        line = self.stream.readline(self.limit + 1)
         if not line:
-            return
-        if len(line) > limit and not line.endswith(b"\n"):
+            raise StopIteration
+        self.offset += len(line)
+        if len(line) > self.limit and not line.endswith(b"\n"):
             while line and not line.endswith(b"\n"):
-                line = stream.readline(BUFFER_BYTES)
-            yield None
-            continue
-        yield line
+                line = self.stream.readline(BUFFER_BYTES)
+                self.offset += len(line)
+            return None
+        return line
 
 
-def _jsonl_rows(stream: IO[bytes], limit: int) -> Iterator[Row]:
-    number = 0
-    for line_no, line in enumerate(_bounded_lines(stream, limit), start=1):
+def _jsonl_rows(stream: IO[bytes], limit: int, window: Window) -> Iterator[Row]:
+    number, lines = window.first_row, _Lines(stream, limit, window.stop)
+    for line_no, line in enumerate(lines, start=window.first_line + 1):
         if line is not None and not line.strip():
             continue
         number += 1
+        end = lines.offset
+        if number <= window.first_row + window.skip:
+            continue
+        if not window.parse:
+            yield Row(number, line=line_no, end=end, last_line=line_no)
+            continue
         if line is None:
-            yield Row(number, problem=_oversized(limit), line=line_no)
+            yield Row(number, problem=_oversized(limit), line=line_no, end=end,
+                      last_line=line_no)
             continue
         try:
-            yield Row(number, loads_strict(line), text=line, line=line_no)
+            yield Row(number, loads_strict(line), text=line, line=line_no, end=end,
+                      last_line=line_no)
         except Rejected as exc:
-            yield Row(number, problem=exc, text=line, line=line_no)
+            yield Row(number, problem=exc, text=line, line=line_no, end=end, last_line=line_no)
 
 
 class _CsvLines:
@@ -137,10 +181,11 @@ class _CsvLines:
     replaced by an empty line and flagged; the reader loop checks the flag after each record.
     """
 
-    def __init__(self, stream: IO[bytes], limit: int) -> None:
-        self._lines = _bounded_lines(stream, limit)
+    def __init__(self, stream: IO[bytes], limit: int, window: Window) -> None:
+        self._lines = _Lines(stream, limit, window.stop)
         self.limit = limit
-        self.line_no = 0
+        self.line_no = window.first_line
+        self.first_line = window.first_line
         self.record_bytes = 0
         self.problem: Rejected | None = None
 
@@ -149,6 +194,7 @@ class _CsvLines:
 
     def __next__(self) -> str:
         line = next(self._lines)
+        self._lines.armed = False
         self.line_no += 1
         if line is None:
             self.problem = self.problem or _oversized(self.limit)
@@ -163,9 +209,14 @@ class _CsvLines:
             return "\n"
         return text.removeprefix("\ufeff") if self.line_no == 1 else text
 
+    @property
+    def offset(self) -> int:
+        return self._lines.offset
+
     def start_record(self) -> None:
         self.record_bytes = 0
         self.problem = None
+        self._lines.armed = True
 
 
 def _csv_header(lines: _CsvLines, reader: Any) -> list[str] | None:
@@ -194,11 +245,12 @@ def _first_header(lines: _CsvLines, reader: Any) -> list[str] | None:
     return None
 
 
-def _csv_rows(stream: IO[bytes], limit: int) -> Iterator[Row]:
-    lines = _CsvLines(stream, limit)
+def _csv_rows(stream: IO[bytes], limit: int, window: Window) -> Iterator[Row]:
+    lines = _CsvLines(stream, limit, window)
     reader = csv.reader(lines, strict=True)
-    header = _csv_header(lines, reader)
-    number = 0
+    if window.header is None:
+        window.header = _csv_header(lines, reader)
+    header, number = window.header, window.first_row
     while header is not None:
         lines.start_record()
         first_line = lines.line_no + 1
@@ -208,166 +260,29 @@ def _csv_rows(stream: IO[bytes], limit: int) -> Iterator[Row]:
             return
         except csv.Error as exc:
             number += 1
-            yield Row(number, problem=Rejected("bad_csv", f"malformed CSV: {exc}"), line=first_line)
+            yield Row(number, problem=Rejected("bad_csv", f"malformed CSV: {exc}"),
+                      line=first_line, end=lines.offset, last_line=lines.line_no)
             continue
         if not cells and lines.problem is None:
             continue  # blank line
         number += 1
-        if lines.problem is not None:
-            yield Row(number, problem=lines.problem, text=cells, line=first_line)
-        elif len(cells) != len(header):
-            reason = f"the row has {len(cells)} fields, the header has {len(header)}"
-            yield Row(number, problem=Rejected("bad_field_count", reason), text=cells,
-                      line=first_line)
-        else:
-            yield Row(number, dict(zip(header, cells, strict=True)), text=cells, line=first_line)
+        if number <= window.first_row + window.skip:
+            continue
+        if not window.parse:
+            yield Row(number, line=first_line, end=lines.offset, last_line=lines.line_no)
+            continue
+        yield _csv_row(number, cells, header, lines, first_line)
 
 
-#: A whole string in one regex step (C speed), a structural character, or a lone quote: the
-#: start of a string that does not end within the current chunk.
-_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},"]')
-_INSIDE = re.compile(r'["\\]')
-
-
-class _ArraySplitter:
-    """Splits a JSON array (or one top-level object) into element texts, chunk by chunk.
-
-    It tracks only string/escape state and bracket depth, which is enough to find the commas
-    that separate top-level elements; each element is then parsed by ``loads_strict``. An
-    element longer than the limit is scanned past without being kept.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.mode: str | None = None  # None before the first token, then "array"/"object"
-        self.depth = 0
-        self.in_string = False
-        self.escaped = False
-        self.parts: list[str] = []
-        self.size = 0
-        self.oversized = False
-        self.done = False
-        self.count = 0
-        self.carry = ""
-
-    def feed(self, text: str, *, final: bool = False) -> Iterator[str | None]:
-        """Element texts completed within ``text`` (None for an oversized element).
-
-        A string cut by the chunk boundary is carried over to the next chunk (at most
-        ``limit`` characters); a longer one is walked through character-class by
-        character-class, so even a 1 GB string needs no more than a chunk of memory.
-        """
-        text, self.carry = self.carry + text, ""
-        pos, start = 0, 0
-        if self.mode is None:
-            pos = start = self._start(text)
-        while pos < len(text) and not self.done:
-            if self.in_string:
-                pos = self._in_string(text, pos)
-                continue
-            match = _TOKEN.search(text, pos)
-            if match is None:
-                break
-            token = match.group()
-            if token == '"' and not final and len(text) - match.start() <= self.limit:
-                self._keep(text[start : match.start()])
-                self.carry = text[match.start() :]
-                return
-            pos = match.end()
-            if token[0] == '"' and len(token) > 1:
-                continue  # a complete string: nothing structural inside
-            element_end = self._structural(token)
-            if element_end is not None:
-                yield from self._emit(text[start : pos + element_end], final=self.depth == 0)
-                start = pos
-        if self.done:
-            if text[pos:].strip():
-                raise Rejected("bad_json_array", "unexpected data after the end of the JSON")
-        elif self.mode is not None:
-            self._keep(text[start:])
-
-    def _structural(self, char: str) -> int | None:
-        """Track one structural character; return where an element ends relative to just
-        after it (-1: the separator is not part of the element, 0: it is), else None."""
-        if char == '"':
-            self.in_string = True
-        elif char in "[{":
-            self.depth += 1
-        elif self.depth == 1 and self.mode == "array" and char in ",]":
-            self.depth -= char == "]"
-            return -1
-        elif char in "]}":
-            self.depth -= 1
-            if self.depth == 0 and self.mode == "object":
-                return 0
-        return None
-
-    def _start(self, text: str) -> int:
-        stripped = text.lstrip()
-        if not stripped:
-            return len(text)
-        offset = len(text) - len(stripped)
-        if stripped[0] == "[":
-            self.mode, self.depth = "array", 1
-            return offset + 1
-        if stripped[0] == "{":
-            self.mode = "object"
-            return offset
-        raise Rejected("bad_json_array", "a .json file must hold a JSON array of transactions")
-
-    def _in_string(self, text: str, pos: int) -> int:
-        if self.escaped:
-            self.escaped = False
-            return pos + 1
-        match = _INSIDE.search(text, pos)
-        if match is None:
-            return len(text)
-        if match.group() == "\\":
-            self.escaped = True
-        else:
-            self.in_string = False
-        return match.end()
-
-    def _keep(self, piece: str) -> None:
-        self.size += len(piece)
-        if self.size > self.limit:
-            self.oversized, self.parts = True, []
-        elif piece:
-            self.parts.append(piece)
-
-    def _emit(self, piece: str, *, final: bool) -> Iterator[str | None]:
-        self._keep(piece)
-        text = None if self.oversized else "".join(self.parts).strip()
-        self.parts, self.size, self.oversized = [], 0, False
-        self.done = final
-        if text == "" and final and self.count == 0:
-            return  # "[]"
-        self.count += 1
-        yield text
-
-
-def _json_array_rows(stream: IO[bytes], limit: int) -> Iterator[Row]:
-    splitter = _ArraySplitter(limit)
-    utf8 = codecs.getincrementaldecoder("utf-8")()
-    while True:
-        chunk = stream.read(BUFFER_BYTES)
-        try:
-            text = utf8.decode(chunk, final=not chunk)
-        except UnicodeDecodeError:
-            raise Rejected("bad_encoding", "the file is not valid UTF-8") from None
-        for element in splitter.feed(text, final=not chunk):
-            number = splitter.count
-            if element is None:
-                yield Row(number, problem=_oversized(limit))
-                continue
-            try:
-                yield Row(number, loads_strict(element), text=element)
-            except Rejected as exc:
-                yield Row(number, problem=exc, text=element)
-        if not chunk:
-            break
-    if splitter.mode is not None and not splitter.done:
-        raise Rejected("bad_json_array", "the JSON array is not terminated (truncated file?)")
+def _csv_row(number: int, cells: list[str], header: list[str], lines: _CsvLines,
+             first_line: int) -> Row:
+    where = {"line": first_line, "end": lines.offset, "last_line": lines.line_no}
+    if lines.problem is not None:
+        return Row(number, problem=lines.problem, text=cells, **where)
+    if len(cells) != len(header):
+        reason = f"the row has {len(cells)} fields, the header has {len(header)}"
+        return Row(number, problem=Rejected("bad_field_count", reason), text=cells, **where)
+    return Row(number, dict(zip(header, cells, strict=True)), text=cells, **where)
 
 
 def _oversized(limit: int) -> Rejected:
