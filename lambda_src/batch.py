@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from .config import Settings
 from .envelopes import Payload, unwrap
 from .errors import Rejected, TransientError, is_transient
-from .files import FileProcessor
+from .files import FileProcessor, FileStats
 from .observability import logger
 from .persist import PersistCounts, Persister
 from .rejects import DeadLetter, DeadLetters
@@ -116,7 +116,9 @@ class BatchRun:
         try:
             if plan.failure is not None:
                 raise TransientError(plan.failure)
-            if plan.payload is not None and plan.payload.files:
+            if plan.payload is not None and plan.payload.work is not None:
+                self._add_file(self.files.resume(plan.payload.work, self.deadline_ms))
+            elif plan.payload is not None and plan.payload.files:
                 self._process_files(plan)
             return "ok"
         except Exception as exc:
@@ -195,21 +197,24 @@ class BatchRun:
                     "message_id": letter.message_id, "error_code": letter.problem.code,
                     "error_reason": letter.problem.reason})
 
+    def _add_file(self, stats: FileStats) -> None:
+        self.stats.files += 1
+        self.stats.file_rows += stats.rows
+        self.stats.rejected += stats.rejected
+        self.stats.add_counts(stats.outcome)
+
     def _process_files(self, plan: RecordPlan) -> None:
         """Every file of the event; a missing object dead-letters the message, once, after
         the other files are done (a transient failure before that retries the record)."""
         missing: Rejected | None = None
         for ref in plan.payload.files if plan.payload else []:
             try:
-                stats = self.files.process(ref, self.deadline_ms)
+                stats = self.files.process(ref, self.deadline_ms, plan.message_id)
             except Rejected as problem:
                 missing = missing or problem
                 self.stats.rejected += 1
                 continue
-            self.stats.files += 1
-            self.stats.file_rows += stats.rows
-            self.stats.rejected += stats.rejected
-            self.stats.add_counts(stats.outcome)
+            self._add_file(stats)
         if missing is not None:
             plan.problem = missing
             self._dead_letter([plan])

@@ -27,6 +27,11 @@ DUPLICATE_POLICIES = ("reject", "last_wins")
 #: pipelinectl) the DLQ is assumed to have the old 256 KiB default, which every queue takes.
 SQS_MESSAGE_BYTES_RANGE = (1024, 1_048_576)
 LEGACY_MESSAGE_BYTES = 262_144
+#: Large files (lambda_src/split.py): the size of a part, and the object size above which a
+#: CSV or JSON Lines file is split. pipelinectl derives both from the function's timeout and
+#: memory (pipelinectl/config.py); these are the defaults of a function deployed without them.
+DEFAULT_PART_BYTES = 1024 * 1024
+PART_BYTES_RANGE = (64 * 1024, 1024 * 1024 * 1024)
 
 
 class ConfigError(RuntimeError):
@@ -47,6 +52,11 @@ class Settings:
     max_row_bytes: int = MAX_ROW_BYTES
     dlq_max_message_bytes: int = LEGACY_MESSAGE_BYTES
     conflicting_duplicates: str = "reject"
+    #: The pipeline's own queue: parts and continuations are sent there. Unset (a function
+    #: deployed by an older pipelinectl): files are read in one invocation, as before.
+    queue_url: str | None = None
+    part_bytes: int = DEFAULT_PART_BYTES
+    split_threshold_bytes: int = DEFAULT_PART_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +75,10 @@ class Settings:
             unknown_fields=(env.get("UNKNOWN_FIELDS") or "reject").strip().lower(),
             dlq_max_message_bytes=_parse_message_bytes(env.get("DLQ_MAX_MESSAGE_BYTES")),
             conflicting_duplicates=(env.get("CONFLICTING_DUPLICATES") or "reject").strip().lower(),
+            queue_url=env.get("QUEUE_URL") or None,
+            part_bytes=_parse_bytes("PART_BYTES", env.get("PART_BYTES")),
+            split_threshold_bytes=_parse_bytes("SPLIT_THRESHOLD_BYTES",
+                                               env.get("SPLIT_THRESHOLD_BYTES")),
         )
         settings.check()
         return settings
@@ -112,4 +126,18 @@ def _parse_message_bytes(raw: str | None) -> int:
     if not low <= value <= high:
         raise ConfigError(f"DLQ_MAX_MESSAGE_BYTES must be an integer from {low} to {high} "
                           f"(SQS's MaximumMessageSize range), got {raw!r}")
+    return value
+
+
+def _parse_bytes(name: str, raw: str | None) -> int:
+    """PART_BYTES / SPLIT_THRESHOLD_BYTES: whole bytes, 64 KiB to 1 GiB."""
+    if not raw:
+        return DEFAULT_PART_BYTES
+    low, high = PART_BYTES_RANGE
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be an integer from {low} to {high}, got {raw!r}")
     return value

@@ -22,6 +22,7 @@ from urllib.parse import unquote_plus
 
 from .config import INCOMING_PREFIX
 from .errors import Rejected
+from .split import WORK_MARKER, Work
 from .validation import loads_strict
 
 TYPE_ATTRIBUTE = "TransactionType"
@@ -51,6 +52,7 @@ class Payload:
     items: list[Any] = field(default_factory=list)
     type_attribute: str | None = None
     ignored: str | None = None  # why the record needs no work (e.g. an s3:TestEvent)
+    work: Work | None = None  # a part or continuation of a large file (lambda_src/split.py)
 
 
 def unwrap(body: str, sqs_attributes: Mapping[str, Any] | None = None) -> Payload:
@@ -74,7 +76,9 @@ def unwrap(body: str, sqs_attributes: Mapping[str, Any] | None = None) -> Payloa
 
 
 def _classify(doc: Any, payload: Payload) -> None:
-    if isinstance(doc, dict) and "detail-type" in doc and "detail" in doc:
+    if isinstance(doc, dict) and WORK_MARKER in doc:
+        payload.work = Work.from_doc(doc)
+    elif isinstance(doc, dict) and "detail-type" in doc and "detail" in doc:
         payload.files.extend(_eventbridge_file(doc))
         payload.ignored = None if payload.files else FOLDER
     elif isinstance(doc, dict) and doc.get("Event") == "s3:TestEvent":

@@ -28,6 +28,7 @@ from botocore.config import Config as BotoConfig
 from .alerts import Alerter
 from .batch import BatchRun, Stats
 from .config import Settings
+from .fileruns import FileRuns
 from .files import FileProcessor
 from .observability import logger
 from .persist import Persister
@@ -68,12 +69,14 @@ class Runtime:
                           settings.alert_threshold, settings.pipeline_name)
         persister = Persister(store, alerter, settings.alert_threshold, clock,
                               last_wins=settings.conflicting_duplicates == "last_wins")
+        sqs = session.client("sqs", config=BOTO_CONFIG)
+        runs = FileRuns(store.client, settings.table_name, clock)
         return cls(
             settings=settings,
             persister=persister,
-            files=FileProcessor(session.client("s3", config=BOTO_CONFIG), persister, settings),
-            dead_letters=DeadLetters(session.client("sqs", config=BOTO_CONFIG),
-                                     settings.dlq_url, settings.pipeline_name,
+            files=FileProcessor(session.client("s3", config=BOTO_CONFIG), persister, settings,
+                                sqs=sqs, runs=runs, clock=clock),
+            dead_letters=DeadLetters(sqs, settings.dlq_url, settings.pipeline_name,
                                      settings.dlq_max_message_bytes),
             metrics=Metrics(
                 namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "pipelinectl",

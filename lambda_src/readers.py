@@ -106,10 +106,16 @@ class _RawAdapter(io.RawIOBase):
 
 def open_stream(body: Readable, *, gzipped: bool) -> IO[bytes]:
     """A buffered binary stream, transparently gunzipped by extension *or* magic bytes."""
+    return open_detected(body, gzipped=gzipped)[0]
+
+
+def open_detected(body: Readable, *, gzipped: bool) -> tuple[IO[bytes], bool]:
+    """``open_stream``, also saying whether the content is gzip (a large gzip cannot be
+    split by byte ranges, only resumed)."""
     raw = io.BufferedReader(_RawAdapter(body), buffer_size=BUFFER_BYTES)
     if gzipped or raw.peek(2)[:2] == GZIP_MAGIC:
-        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
-    return raw
+        return cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")), True
+    return raw, False
 
 
 def iter_rows(stream: IO[bytes], fmt: str, max_row_bytes: int,
@@ -276,13 +282,16 @@ def _csv_rows(stream: IO[bytes], limit: int, window: Window) -> Iterator[Row]:
 
 def _csv_row(number: int, cells: list[str], header: list[str], lines: _CsvLines,
              first_line: int) -> Row:
-    where = {"line": first_line, "end": lines.offset, "last_line": lines.line_no}
+    end, last = lines.offset, lines.line_no
     if lines.problem is not None:
-        return Row(number, problem=lines.problem, text=cells, **where)
+        return Row(number, problem=lines.problem, text=cells, line=first_line, end=end,
+                   last_line=last)
     if len(cells) != len(header):
         reason = f"the row has {len(cells)} fields, the header has {len(header)}"
-        return Row(number, problem=Rejected("bad_field_count", reason), text=cells, **where)
-    return Row(number, dict(zip(header, cells, strict=True)), text=cells, **where)
+        return Row(number, problem=Rejected("bad_field_count", reason), text=cells,
+                   line=first_line, end=end, last_line=last)
+    return Row(number, dict(zip(header, cells, strict=True)), text=cells, line=first_line,
+               end=end, last_line=last)
 
 
 def _oversized(limit: int) -> Rejected:

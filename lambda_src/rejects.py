@@ -139,18 +139,22 @@ class DeadLetters:
 
     @staticmethod
     def _batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        """At most 10 entries and 1 MiB of payload per SendMessageBatch call."""
-        batches: list[list[dict[str, Any]]] = []
-        size = 0
-        for entry in entries:
-            entry_size = entry_bytes(entry)
-            if not batches or len(batches[-1]) >= SEND_BATCH_LIMIT or (
-                    size + entry_size > SEND_BATCH_BYTES):
-                batches.append([])
-                size = 0
-            batches[-1].append(entry)
-            size += entry_size
-        return batches
+        return send_batches(entries)
+
+
+def send_batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """At most 10 entries and 1 MiB of payload per SendMessageBatch call."""
+    batches: list[list[dict[str, Any]]] = []
+    size = 0
+    for entry in entries:
+        entry_size = entry_bytes(entry)
+        if not batches or len(batches[-1]) >= SEND_BATCH_LIMIT or (
+                size + entry_size > SEND_BATCH_BYTES):
+            batches.append([])
+            size = 0
+        batches[-1].append(entry)
+        size += entry_size
+    return batches
 
 
 def entry_bytes(entry: Mapping[str, Any]) -> int:

@@ -75,7 +75,6 @@ class Work:
     skip: int = 0
     header: list[str] | None = None
     split: bool = False
-    idle: int = 0  # consecutive slices that stored nothing (a timeout too short to progress)
 
     @property
     def uri(self) -> str:
@@ -105,7 +104,7 @@ class Work:
         except TypeError as exc:
             raise Rejected("bad_work_message", f"not a file work message: {exc}") from None
         ints = (work.size, work.started_ms, work.part, work.slice, work.start, work.row,
-                work.line, work.skip, work.idle)
+                work.line, work.skip)
         if not all(isinstance(n, int) and n >= 0 for n in ints) or work.fmt not in FORMATS \
                 or work.kind not in KINDS or not work.key.startswith(INCOMING_PREFIX):
             raise Rejected("bad_work_message", "a file work message has invalid fields")
@@ -172,7 +171,7 @@ def scan(stream: IO[bytes], work: Work, part_bytes: int, max_row_bytes: int,
     cut = _Cutter(work, part_bytes, window)
     rows: Iterator[Row] = iter_rows(stream, work.fmt, max_row_bytes, window)
     for row in rows:
-        if work.fmt == "csv" and row.last_line > row.line:
+        if work.fmt == "csv" and row.last_line > (row.line or 0):
             result.multiline_at = row.number
             break  # from the current part's start on, one sequential part
         cut.passed(row)
@@ -208,7 +207,7 @@ class _Cutter:
         every other part carries it."""
         part = replace(self.work, kind="part", part=self.part, slice=1, start=self.start,
                        end=None if final else self.end, row=self.row, line=self.line, skip=0,
-                       split=True, idle=0,
+                       split=True,
                        header=None if self.start == 0 else self.window.header)
         self.part += 1
         self.start, self.row, self.line = self.end, self.end_row, self.end_line

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from lambda_src.fileruns import LATEST_KEY, RUN_KEY_PREFIX
 from lambda_src.handler import Runtime, handle
 from pipelinectl.resources.queues import MAX_MESSAGE_BYTES
 
@@ -217,6 +218,15 @@ class Pipeline:
 
     # -- observing ----------------------------------------------------------------------
     def items(self) -> dict[str, dict[str, Any]]:
+        """The stored transactions (not the file runs' records, see runs())."""
+        return {k: v for k, v in self._scan().items() if not k.startswith(RUN_KEY_PREFIX)}
+
+    def runs(self) -> dict[str, dict[str, Any]]:
+        """File run records by object URI (lambda_src/fileruns.py)."""
+        return {k.removeprefix(RUN_KEY_PREFIX): v for k, v in self._scan().items()
+                if k.startswith(RUN_KEY_PREFIX) and k != LATEST_KEY}
+
+    def _scan(self) -> dict[str, dict[str, Any]]:
         from lambda_src.storage import from_attributes
 
         pages = self.ddb.get_paginator("scan").paginate(TableName=TABLE)

@@ -9,6 +9,7 @@ window the work message carries, and resumed from the byte offset after the last
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from dataclasses import replace
 from typing import Any
@@ -87,7 +88,7 @@ def split_and_read(data: bytes, fmt: str, part_bytes: int, handoffs: list[bool],
             break
         work = result.resume
     assert [p.part for p in parts] == list(range(len(parts)))
-    for before, after in zip(parts, parts[1:], strict=False):
+    for before, after in itertools.pairwise(parts):
         assert before.end == after.start  # the parts tile the file
     rows = [row for part in parts for row in read_part(data, part, slice_rows)]
     return rows, len(parts)
