@@ -24,7 +24,7 @@ from pipelinectl.resources.base import (
     error_code,
     retry_while,
 )
-from pipelinectl.resources.queues import MAX_MESSAGE_BYTES, DeadLetterQueue
+from pipelinectl.resources.queues import MAX_MESSAGE_BYTES, DeadLetterQueue, Queue
 
 # What Lambda says while a new role or its policy is still propagating through IAM.
 ROLE_NOT_READY = ("cannot be assumed by Lambda",
@@ -113,6 +113,9 @@ class Function(Resource):
         dlq_url = ctx.cache.get("dlq_url") or dlq.url()
         if dlq_url:
             ctx.cache["dlq_url"] = dlq_url
+        queue_url = ctx.cache.get("queue_url") or Queue(ctx).url()
+        if queue_url:
+            ctx.cache["queue_url"] = queue_url
         return {
             "PIPELINE_NAME": ctx.config.name,
             "TABLE_NAME": names.table,
@@ -122,6 +125,10 @@ class Function(Resource):
             "ALERT_THRESHOLD": str(ctx.config.alert_threshold),
             "REJECTS_PREFIX": "rejected/",
             "CONFLICTING_DUPLICATES": ctx.config.conflicting_duplicates,
+            # Large files: parts and continuations go to the pipeline's own queue.
+            "QUEUE_URL": queue_url or KNOWN_AFTER_APPLY,
+            "PART_BYTES": str(ctx.config.part_bytes),
+            "SPLIT_THRESHOLD_BYTES": str(ctx.config.split_threshold_bytes),
             "POWERTOOLS_SERVICE_NAME": names.function,
             "POWERTOOLS_METRICS_NAMESPACE": f"pipelinectl/{ctx.config.name}",
         }

@@ -75,6 +75,10 @@ class Role(Resource):
              "Resource": ctx.arn("sqs", names.queue)},
             {"Sid": "DeadLetterInvalidMessages", "Effect": "Allow", "Action": "sqs:SendMessage",
              "Resource": ctx.arn("sqs", names.dlq)},
+            # Large files: the parts and continuations the processor queues for itself
+            # (lambda_src/split.py), on the pipeline's own queue only.
+            {"Sid": "ContinueLargeFiles", "Effect": "Allow", "Action": "sqs:SendMessage",
+             "Resource": ctx.arn("sqs", names.queue)},
             {"Sid": "WriteLogs", "Effect": "Allow",
              "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": ctx.arn("logs", f"log-group:{names.log_group}:*")},

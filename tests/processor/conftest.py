@@ -156,7 +156,7 @@ class Pipeline:
         for name, value in {
             "TABLE_NAME": TABLE, "ALERTS_TOPIC_ARN": self.alerts_arn, "DLQ_URL": self.dlq_url,
             "ALERT_THRESHOLD": "1000", "REJECTS_PREFIX": "rejected/", "PIPELINE_NAME": "ecommerce",
-            "DLQ_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES),
+            "DLQ_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES), "QUEUE_URL": self.queue_url,
         }.items():
             monkeypatch.setenv(name, value)
         self.clock = Clock()

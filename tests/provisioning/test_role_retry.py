@@ -28,6 +28,7 @@ def stubbed_function(monkeypatch: pytest.MonkeyPatch) -> tuple[Function, Stubber
     ctx = Context(config=config, factory=factory, account="123456789012", region="us-east-1")
     ctx.cache["artifact"] = packaging.Artifact(b"zip", "c2hh", 1, from_cache=True)
     ctx.cache["dlq_url"] = "https://sqs.us-east-1.amazonaws.com/123456789012/ecommerce-dlq"
+    ctx.cache["queue_url"] = "https://sqs.us-east-1.amazonaws.com/123456789012/ecommerce-transactions"
     slept: list[float] = []
     monkeypatch.setattr(base_module.time, "sleep", slept.append)
     return Function(ctx), Stubber(client), slept
