@@ -17,6 +17,7 @@ from pipelinectl.resources.base import Context
 from pipelinectl.resources.role import Role
 
 from .conftest import BUCKET, Pipeline
+from .test_large_files import as_csv, rows, with_parts
 
 BIG = {"transaction_id": "big-1", "amount": "1500.00", "timestamp": "2024-08-09T12:35:00Z"}
 # API operation -> the IAM action that authorises it.
@@ -69,8 +70,17 @@ def test_every_recorded_call_is_granted_by_the_role_policy(pipeline: Pipeline,
         "bucket": {"name": BUCKET}, "object": {"key": "incoming/a.csv"}}})
     pipeline.send(BIG)
     pipeline.send("junk")
+    # a file above the split threshold: its parts go on the pipeline's own queue
+    with_parts(pipeline, 2 * 1024)
+    pipeline.s3.put_object(Bucket=BUCKET, Key="incoming/big.csv", Body=as_csv(rows(120, "b")[0]))
+    pipeline.send({"source": "aws.s3", "detail-type": "Object Created", "detail": {
+        "bucket": {"name": BUCKET}, "object": {"key": "incoming/big.csv"}}})
     pipeline.drain()
+    pipeline.drain()  # the parts
     calls = pipeline.recorder.calls
+    assert any(c.operation == "SendMessageBatch" and c.params["QueueUrl"] == pipeline.queue_url
+               for c in calls)  # parts queued: sqs:SendMessage on the pipeline's own queue
+    assert any(c.params.get("Range") for c in pipeline.recorder.ops("GetObject"))
     write = "BatchWriteItem" if last_wins else "TransactWriteItems"
     assert {c.operation for c in calls} >= {"GetObject", "PutObject", write,
                                            "UpdateItem", "PublishBatch", "SendMessageBatch"}
