@@ -192,7 +192,7 @@ STATEMENT_ACTIONS = {
     "WriteRejects": "s3:PutObject", "StoreTransactions": "dynamodb:",
     "PublishAlerts": "sns:Publish", "ConsumeQueue": "sqs:ReceiveMessage",
     "DeadLetterInvalidMessages": "sqs:SendMessage", "WriteLogs": "logs:CreateLogStream",
-    "UseTopicKey": "kms:GenerateDataKey",
+    "UseTopicKey": "kms:GenerateDataKey", "ContinueLargeFiles": "sqs:SendMessage",
 }
 
 
@@ -206,7 +206,7 @@ def test_every_statement_of_the_role_is_named(pipeline: Pipeline) -> None:
     assert {s["Sid"] for s in _role_policy(pipeline)["Statement"]} == set(STATEMENT_ACTIONS)
 
 
-def _exercise(pipeline: Pipeline, run: str) -> None:
+def _exercise(pipeline: Pipeline, run: str, large: bool = False) -> None:
     """One of everything the processor does: a file with a valid over-threshold row (store,
     alert through the encrypted topic) and an invalid row (rejects object), an event for a
     missing incoming/ object (404 needs ListBucket), an invalid message (dead-lettered)."""
@@ -219,6 +219,12 @@ def _exercise(pipeline: Pipeline, run: str) -> None:
         "bucket": {"name": pipeline.names.bucket}, "object": {"key": f"incoming/{run}-gone.csv"}}}
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(missing))
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"transaction_id": f"{run}-3"}))
+    if large:  # above the split threshold: its parts go on the pipeline's own queue (rows
+        # all invalid, so the parts cost no DynamoDB writes)
+        row = b"%b,-1,2024-08-09T12:34:56Z\n" % run.encode()
+        rows = pipeline.ctx.config.split_threshold_bytes // len(row) + 100
+        pipeline.drop(f"incoming/{run}-large.csv", b"transaction_id,amount,timestamp\n"
+                      + row * rows)
 
 
 @pytest.mark.parametrize("sid", sorted(STATEMENT_ACTIONS))
@@ -234,7 +240,8 @@ def test_removing_a_statement_of_the_role_refuses_what_it_allowed(
     action = STATEMENT_ACTIONS[sid]
     try:
         with caplog.at_level(logging.WARNING, logger="pipelinectl.localaws"):
-            _exercise(pipeline, f"no-{sid.lower()}-{uuid.uuid4().hex[:6]}")
+            _exercise(pipeline, f"no-{sid.lower()}-{uuid.uuid4().hex[:6]}",
+                      large=sid == "ContinueLargeFiles")
             found = wait_for(lambda: [r.getMessage() for r in caplog.records
                                       if f"perform: {action}" in r.getMessage()], 30,
                              f"a refusal of {action} without statement {sid}")
