@@ -25,6 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lambda_src.fileruns import RUN_KEY_PREFIX  # after the path above
+
 FAULTS = ("dynamodb:BatchWriteItem|UpdateItem|PutItem=throttle@5%; "
           "sns:Publish|PublishBatch=InternalError@2%; invoke:*=timeout@1%")
 FILE_ROWS = 50
@@ -112,6 +114,8 @@ def stored(ctx: Any) -> dict[str, dict[str, Any]]:
     for page in ctx.client("dynamodb").get_paginator("scan").paginate(
             TableName=ctx.names.table, ConsistentRead=True):
         for item in page["Items"]:
+            if item["transaction_id"]["S"].startswith(RUN_KEY_PREFIX):
+                continue  # a file's run record (lambda_src/fileruns.py), not a transaction
             items[item["transaction_id"]["S"]] = item
     return items
 
