@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from graphlib import TopologicalSorter
 from typing import Literal
 
 from pipelinectl.clients import ClientFactory
@@ -199,36 +200,38 @@ def _waiting(notify: ProgressCallback, step: str, resource: Resource,
 def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
                work: Callable[[Resource], Change], on_progress: ProgressCallback | None,
                *, reverse: bool, refused: Refusal | None = None) -> list[Change]:
-    """Start each step once everything it waits for is done. A failed step blocks only the
-    steps that wait on it (directly or not); the others run to the end, so one re-run
-    finishes the job. The first failure is raised with everything that was done, the
-    resources a failed step finished before its failure included; steps a conflict stops
-    never start."""
+    """Start each step once everything it waits for is done (graphlib's TopologicalSorter
+    hands out the ready ones). A failed step blocks only the steps that wait on it
+    (directly or not); the others run to the end, so one re-run finishes the job. The first
+    failure is raised with everything that was done, the resources a failed step finished
+    before its failure included; steps a conflict stops never start."""
     notify = on_progress or (lambda _event: None)
     done: dict[str, list[Change]] = {}
     blocked: set[str] = set(refused.stopped) if refused else set()
     for conflict in refused.conflicts if refused else ():
         notify(Progress("failed", conflict.step, conflict.kind, conflict.name,
                         error=f"conflict: {conflict.detail}"))
-    pending = {s: w for s, w in waits_for.items() if s not in blocked}
+    graph = TopologicalSorter(waits_for)
+    graph.prepare()
     running: dict[Future[StepResult], str] = {}
     failure: tuple[str, PipelineError] | None = None
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL_STEPS) as pool:
-        while pending or running:
-            for step in [s for s, w in pending.items() if w & blocked]:
-                del pending[step]
-                blocked.add(step)
-            for step in [s for s, w in pending.items() if w <= set(done) - blocked]:
-                del pending[step]
-                running[pool.submit(_run_step, ctx, step, work, notify, reverse)] = step
+        while graph.is_active():
+            for step in sorted(graph.get_ready(), key=STEP_ORDER.index):
+                if step in blocked or waits_for.get(step, set()) & blocked:
+                    blocked.add(step)  # never starts; what waits for it is blocked in turn
+                    graph.done(step)
+                else:
+                    running[pool.submit(_run_step, ctx, step, work, notify, reverse)] = step
             if not running:
-                break
+                continue
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 step = running.pop(future)
                 exc = future.exception()
                 changes, error = future.result() if exc is None else ([], translate(exc))
                 done[step] = changes
+                graph.done(step)
                 if error is None:
                     continue
                 blocked.add(step)
