@@ -141,8 +141,7 @@ def _apply_steps(ctx: click.Context, steps: tuple[str, ...], dry_run: bool,
             out.changes(failure.done, "Done before the failure", past=True)
             _warn_notifications(out, pipeline, steps)
             raise
-    out.changes(changes, "Applied", past=True,
-                arns=[(r.kind, r.name, r.arn) for r in engine.resources(pipeline, steps)])
+    out.changes(changes, "Applied", past=True, arns=[(c.kind, c.name, c.arn) for c in changes])
     _warn_notifications(out, pipeline, steps)
 
 

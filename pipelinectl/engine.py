@@ -68,9 +68,14 @@ def resources(ctx: Context, steps: Iterable[str]) -> list[Resource]:
 
 
 def plan(ctx: Context, steps: Iterable[str] = STEP_ORDER) -> list[Change]:
-    """What `up` would do; read-only calls only."""
+    """What `up` would do; read-only calls only. Every resource is read before any is
+    compared, so what one learns (ctx.learned) is known to the desired() of the others
+    whatever the order; the steps the chosen ones need are read for that too."""
+    chosen = set(steps)
+    wanted = chosen | {need for step in chosen for need in STEPS[step].needs}
     with aws_errors(ctx):
-        return [r.plan() for r in resources(ctx, steps)]
+        seen = [(r, r.read()) for r in resources(ctx, [s for s in STEP_ORDER if s in wanted])]
+        return [r.plan(observed, read=False) for r, observed in seen if r.step in chosen]
 
 
 def status(ctx: Context) -> list[StatusRow]:

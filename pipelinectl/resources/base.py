@@ -10,6 +10,7 @@ account, region and names, so planning needs no resource to exist.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -57,6 +58,8 @@ class Change:
     #: Each drifted field with its observed and desired value (secrets hidden), so a CI
     #: job can print a useful diff. Not compared: values may be unhashable dicts.
     drift: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    #: The resource's ARN as AWS reported it (apply sets it; plan rows leave it empty).
+    arn: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"step": self.step, "kind": self.kind, "name": self.name, "action": self.action,
@@ -82,14 +85,46 @@ class StatusRow:
 
 
 @dataclass
+class Learned:
+    """What a run learns from AWS that other resources need, one typed field each (as
+    Chalice's output variables): the resource that reads or creates the value records it,
+    the others take it in desired(), which thus makes no call. Each value has one producer,
+    which the step graph runs before its consumers (`roles` needs `topic`, `lambda` needs
+    `queue`), and `plan` reads every resource before it compares any. Steps run in threads:
+    a field is written by one assignment and read as one attribute, which need no lock."""
+
+    #: The ARN of the topics' KMS key (kms.PipelineKey, or the key topic_kms_key names).
+    topic_key_arn: str | None = None
+    #: The DLQ's URL (queues.DeadLetterQueue): the processor's DLQ_URL.
+    dlq_url: str | None = None
+    #: The queue's URL (queues.Queue): the processor's QUEUE_URL (large files' work messages).
+    queue_url: str | None = None
+    #: The bucket's pipelinectl:eventbridge-enabled-at stamp (bucket.Bucket), for `up`'s
+    #: warning while S3's EventBridge window is open (bucket_events).
+    eventbridge_enabled_at: str | None = None
+
+
+@dataclass
 class Context:
-    """Everything a resource needs to know about where it lives."""
+    """Everything a resource needs to know about where it lives, and what the run learned."""
 
     config: Config
     factory: ClientFactory
     account: str
     region: str
-    cache: dict[str, Any] = field(default_factory=dict)
+    learned: Learned = field(default_factory=Learned)
+    #: The processor's zip (packaging.Artifact) once artifact() built it (tests set it).
+    zip_artifact: Any = field(default=None, repr=False)
+    _artifact_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def artifact(self) -> Any:
+        """The processor's zip, built once per run from local files (no AWS call)."""
+        with self._artifact_lock:
+            if self.zip_artifact is None:
+                from pipelinectl import packaging
+
+                self.zip_artifact = packaging.build()
+            return self.zip_artifact
 
     @property
     def names(self) -> Names:
@@ -149,7 +184,8 @@ class Resource(ABC):
         """The fields we want, in the same shape read() returns them."""
 
     @abstractmethod
-    def create(self) -> None: ...
+    def create(self) -> str | None:
+        """Create it; returns the ARN AWS assigned where it is not derived from names."""
 
     @abstractmethod
     def update(self, fields: set[str], observed: Observed) -> None: ...
@@ -160,6 +196,11 @@ class Resource(ABC):
     def health(self, observed: Observed) -> Health:
         """State text, health and details for `status`; override where there is more."""
         return "exists", "ok", {}
+
+    def arn_of(self, observed: Observed) -> str:
+        """The ARN of what read() found: `arn` (derived from names, fixed) unless AWS
+        assigns it (subscriptions, mappings, keys), which override this."""
+        return self.arn
 
     def wait_deleted(self, observed: Observed) -> None:
         """Wait until a resource that read() reported as {"deleting": True} is gone. Only
@@ -223,21 +264,24 @@ class Resource(ABC):
                 "so pipelinectl will not touch it. Choose another --name or set its name "
                 "in [names] of pipeline.toml."
             )
+        assigned: str | None = None
         if planned.action == "create":
             if observed is not None and observed.get("deleting"):
                 self.wait_deleted(observed)
             try:
-                self.create()
+                assigned = self.create()
             except Exception as exc:
                 if error_code(exc) not in CREATED_MEANWHILE:
                     raise
                 return self._adopt_created_meanwhile(exc)
         elif planned.action == "replace" and observed is not None:
             self.delete(observed)
-            self.create()
+            assigned = self.create()
         elif planned.action == "update" and observed is not None:
             self.update(set(planned.fields), observed)
-        return planned
+        if assigned is None and observed is not None and planned.action != "create":
+            assigned = self.arn_of(observed)
+        return replace(planned, arn=assigned or self.arn)
 
     def _adopt_created_meanwhile(self, exc: Exception) -> Change:
         """Another run created this resource between our read and our create (two `up` at
@@ -256,7 +300,8 @@ class Resource(ABC):
             self.update(set(planned.fields), observed)
         elif planned.action != "unchanged":  # e.g. still being deleted: not another run's
             raise exc
-        return replace(planned, detail="created meanwhile by another run; adopted")
+        return replace(planned, detail="created meanwhile by another run; adopted",
+                       arn=self.arn_of(observed))
 
     def teardown(self, keep: bool = False) -> Change:
         observed = self.read()
@@ -282,10 +327,11 @@ class Resource(ABC):
                              "missing")
         problem = self.owner_problem(observed)
         if problem:
-            return StatusRow(self.step, self.kind, self.name, self.arn, f"not ours: {problem}",
-                             "error")
+            return StatusRow(self.step, self.kind, self.name, self.arn_of(observed),
+                             f"not ours: {problem}", "error")
         state, health, details = self.health(observed)
-        return StatusRow(self.step, self.kind, self.name, self.arn, state, health, details)
+        return StatusRow(self.step, self.kind, self.name, self.arn_of(observed), state, health,
+                         details)
 
 
 SECRET = "(secret: not shown)"

@@ -83,7 +83,7 @@ class Bucket(Resource):
             "tags": tag_dict(self._optional(s3.get_bucket_tagging, "TagSet")),
         }
         # `up` warns while the window of an earlier run is still open, too.
-        self.ctx.cache[bucket_events.CACHE_KEY] = observed["tags"].get(EVENTBRIDGE_TAG_KEY)
+        self.ctx.learned.eventbridge_enabled_at = observed["tags"].get(EVENTBRIDGE_TAG_KEY)
         return observed
 
     def _optional(self, getter: Any, key: str) -> Any:
@@ -120,7 +120,7 @@ class Bucket(Resource):
             merged = {**(observed.get("tags") or {}), **wanted["tags"]}
             if "eventbridge" in fields:  # stamped before enabling: see bucket_events
                 merged[EVENTBRIDGE_TAG_KEY] = bucket_events.stamp(bucket_events.now())
-                self.ctx.cache[bucket_events.CACHE_KEY] = merged[EVENTBRIDGE_TAG_KEY]
+                self.ctx.learned.eventbridge_enabled_at = merged[EVENTBRIDGE_TAG_KEY]
             s3.put_bucket_tagging(Bucket=self.name, Tagging={"TagSet": tag_list(merged)})
         if "public_access_block" in fields:
             s3.put_public_access_block(Bucket=self.name,

@@ -26,7 +26,6 @@ from pipelinectl.resources.base import Context, error_code, tag_dict
 
 AWS_DELAY_SECONDS = 300.0
 DELAY_KEY = "s3_eventbridge_delay_seconds"  # in the local AWS's info document
-CACHE_KEY = "eventbridge_enabled_at"
 now: Callable[[], float] = time.time  # wall clock: the stamp is compared across machines
 
 
@@ -82,8 +81,8 @@ class Window:
 
 def window(ctx: Context, tags: dict[str, str] | None = None) -> Window | None:
     """The open window, from the bucket's tags (or what this run saw or wrote), or None."""
-    value = (tags or {}).get(EVENTBRIDGE_TAG_KEY) if tags is not None else ctx.cache.get(
-        CACHE_KEY)
+    value = (tags or {}).get(EVENTBRIDGE_TAG_KEY) if tags is not None else \
+        ctx.learned.eventbridge_enabled_at
     enabled = _parse(value)
     if enabled is None or now() >= enabled + AWS_DELAY_SECONDS:
         return None  # settled even by AWS's delay: no need to ask the endpoint

@@ -24,7 +24,7 @@ from pipelinectl.resources.base import (
     error_code,
     retry_while,
 )
-from pipelinectl.resources.queues import MAX_MESSAGE_BYTES, DeadLetterQueue, Queue
+from pipelinectl.resources.queues import MAX_MESSAGE_BYTES
 
 # What Lambda says while a new role or its policy is still propagating through IAM.
 ROLE_NOT_READY = ("cannot be assumed by Lambda",
@@ -102,20 +102,13 @@ class Function(Resource):
         return self.ctx.arn("lambda", f"function:{self.name}")
 
     def artifact(self) -> packaging.Artifact:
-        if "artifact" not in self.ctx.cache:
-            self.ctx.cache["artifact"] = packaging.build()
-        artifact: packaging.Artifact = self.ctx.cache["artifact"]
+        artifact: packaging.Artifact = self.ctx.artifact()
         return artifact
 
     def environment(self) -> dict[str, str]:
+        """No call: the queues' URLs are what the queue step read or created (ctx.learned)."""
         ctx, names = self.ctx, self.ctx.names
-        dlq = DeadLetterQueue(ctx)
-        dlq_url = ctx.cache.get("dlq_url") or dlq.url()
-        if dlq_url:
-            ctx.cache["dlq_url"] = dlq_url
-        queue_url = ctx.cache.get("queue_url") or Queue(ctx).url()
-        if queue_url:
-            ctx.cache["queue_url"] = queue_url
+        dlq_url, queue_url = ctx.learned.dlq_url, ctx.learned.queue_url
         return {
             "PIPELINE_NAME": ctx.config.name,
             "TABLE_NAME": names.table,

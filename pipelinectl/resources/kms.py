@@ -48,8 +48,10 @@ def topic_key_id(ctx: Context) -> str | None:
 
 
 def topic_key_arn(ctx: Context) -> Any:
-    """The ARN of the topics' key for the role's grant: a str, None (no encryption), or
-    KNOWN_AFTER_APPLY while the pipeline's own key does not exist yet (`plan` from nothing).
+    """The ARN of the topics' key for the role's grant, without a call: a str, None (no
+    encryption), or KNOWN_AFTER_APPLY while the pipeline's own key does not exist yet (`plan`
+    from nothing). An alias's key is what this run learned (PipelineKey's read or create, or
+    look_up_topic_key for an alias of the user's).
 
     Why the key ARN and not the alias (kms:ResourceAliases): "It might take up to five minutes
     for tag and alias changes to affect KMS key authorization" (KMS Developer Guide, "Use
@@ -62,14 +64,26 @@ def topic_key_arn(ctx: Context) -> Any:
         return None
     if key.startswith("arn:") and ":key/" in key:
         return key
-    if not key.startswith("alias/") and ":alias/" not in key:
+    if not _is_alias(key):
         return ctx.arn("kms", f"key/{key}")  # a bare key id
+    return ctx.learned.topic_key_arn or KNOWN_AFTER_APPLY
+
+
+def _is_alias(key: str) -> bool:
+    return key.startswith("alias/") or ":alias/" in key
+
+
+def look_up_topic_key(ctx: Context) -> None:
+    """When topic_kms_key names an alias of the user's, learn its key's ARN (one DescribeKey)
+    so that the role's desired() needs no call; the pipeline's own key is learned by
+    PipelineKey, which the `topic` step reads or creates first."""
+    key = topic_key_id(ctx)
+    if key is None or ctx.config.topic_kms_key == "pipeline" or not _is_alias(key):
+        return
     kms = ctx.client("kms")
     try:
-        return str(kms.describe_key(KeyId=key)["KeyMetadata"]["Arn"])
+        ctx.learned.topic_key_arn = str(kms.describe_key(KeyId=key)["KeyMetadata"]["Arn"])
     except kms.exceptions.NotFoundException:
-        if ctx.config.topic_kms_key == "pipeline":
-            return KNOWN_AFTER_APPLY
         raise PipelineError(
             f"topic_kms_key = {key!r} names no KMS key in account {ctx.account} region "
             f"{ctx.region}; create that alias or fix topic_kms_key in pipeline.toml."
@@ -88,7 +102,15 @@ class PipelineKey(Resource):
 
     @property
     def arn(self) -> str:
-        return self.ctx.cache.get("kms_key_arn") or self.ctx.arn("kms", self.name)
+        """The alias's ARN; KMS assigns the key's, which `arn_of` has once read or created."""
+        return self.ctx.arn("kms", self.name)
+
+    def arn_of(self, observed: Observed) -> str:
+        return str(observed.get("arn") or self.arn)
+
+    def _learn(self, key_arn: str) -> None:
+        if self.ctx.config.topic_kms_key == "pipeline":  # teardown reads it either way
+            self.ctx.learned.topic_key_arn = key_arn
 
     def key_policy(self) -> dict[str, Any]:
         ctx = self.ctx
@@ -135,7 +157,7 @@ class PipelineKey(Resource):
     def _observe(self, meta: dict[str, Any], *, aliased: bool) -> Observed:
         kms = self.ctx.client("kms")
         key_id, state = meta["KeyId"], meta["KeyState"]
-        self.ctx.cache["kms_key_arn"] = meta["Arn"]
+        self._learn(meta["Arn"])
         tags = kms.list_resource_tags(KeyId=key_id).get("Tags", [])
         # Not asked of a key pending deletion: KMS's "Key states" table governs which calls
         # such a key accepts, and we could not confirm this one there (unverified); `up`
@@ -144,6 +166,7 @@ class PipelineKey(Resource):
             kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"]
         return {
             "key_id": key_id,
+            "arn": meta["Arn"],
             "alias": aliased,
             "policy": parse_policy(kms.get_key_policy(KeyId=key_id, PolicyName="default")
                                    ["Policy"]),
@@ -184,7 +207,7 @@ class PipelineKey(Resource):
             return False
         return tag_dict(tags, "TagKey", "TagValue").get(TAG_KEY) == self.ctx.config.name
 
-    def create(self) -> None:
+    def create(self) -> str:
         kms = self.ctx.client("kms")
         meta = kms.create_key(
             Description=f"pipelinectl: encrypts the SNS topics of pipeline {self.ctx.config.name}",
@@ -192,9 +215,11 @@ class PipelineKey(Resource):
             Policy=policy_json(self.key_policy()),
             Tags=tag_list(self.ctx.tags, "TagKey", "TagValue"),
         )["KeyMetadata"]
-        self.ctx.cache["kms_key_arn"] = meta["Arn"]
-        if self._attach_alias(meta["KeyId"]):
-            kms.enable_key_rotation(KeyId=meta["KeyId"])
+        self._learn(meta["Arn"])
+        if not self._attach_alias(meta["KeyId"]):  # another run's key won: it is ours now
+            return str(self.ctx.learned.topic_key_arn or self.arn)
+        kms.enable_key_rotation(KeyId=meta["KeyId"])
+        return str(meta["Arn"])
 
     def _attach_alias(self, key_id: str) -> bool:
         """Point our alias at `key_id`; False when another run's key took it first (then ours

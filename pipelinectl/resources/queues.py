@@ -66,10 +66,14 @@ class _Queue(Resource):
         except sqs.exceptions.QueueDoesNotExist:
             return None
 
+    def _learn(self, url: str) -> None:
+        """What another resource needs of this queue once found or made (see Learned)."""
+
     def read(self) -> Observed | None:
         url = self.url()
         if url is None:
             return None
+        self._learn(url)
         sqs = self.ctx.client("sqs")
         try:
             attrs = sqs.get_queue_attributes(QueueUrl=url,
@@ -87,7 +91,7 @@ class _Queue(Resource):
 
     def create(self) -> None:
         sqs = self.ctx.client("sqs")
-        retry_while(
+        created = retry_while(
             lambda exc: isinstance(exc, sqs.exceptions.QueueDeletedRecently),
             lambda: sqs.create_queue(QueueName=self.name, Attributes=self._attributes(),
                                      tags=self.ctx.tags),
@@ -98,6 +102,7 @@ class _Queue(Resource):
             on_retry=lambda exc: self.waiting(
                 "a queue of this name was deleted less than 60s ago and SQS refuses the "
                 "name until then; retrying"))
+        self._learn(str(created["QueueUrl"]))
 
     def wait_deleted(self, observed: Observed) -> None:
         """Its URL still answers but the queue is going: CreateQueue might hand back the
@@ -143,6 +148,9 @@ class DeadLetterQueue(_Queue):
     def name(self) -> str:
         return self.ctx.names.dlq
 
+    def _learn(self, url: str) -> None:
+        self.ctx.learned.dlq_url = url  # the processor's DLQ_URL (Function.environment)
+
     def _attributes(self) -> dict[str, str]:
         rule_arn = self.ctx.arn("events", f"rule/{self.ctx.names.rule}")
         # EventBridge user guide, "Using dead-letter queues to process undelivered events":
@@ -180,6 +188,9 @@ class Queue(_Queue):
     @property
     def name(self) -> str:
         return self.ctx.names.queue
+
+    def _learn(self, url: str) -> None:
+        self.ctx.learned.queue_url = url  # the processor's QUEUE_URL (Function.environment)
 
     def _attributes(self) -> dict[str, str]:
         config = self.ctx.config

@@ -12,6 +12,7 @@ from typing import Any
 from pipelinectl.errors import PipelineError
 from pipelinectl.resources.base import (
     KNOWN_AFTER_APPLY,
+    Change,
     Health,
     Observed,
     Resource,
@@ -20,7 +21,7 @@ from pipelinectl.resources.base import (
     tag_dict,
     tag_list,
 )
-from pipelinectl.resources.kms import topic_key_arn
+from pipelinectl.resources.kms import look_up_topic_key, topic_key_arn
 
 POLICY_NAME = "pipeline-access"
 TRUST_POLICY = {
@@ -95,6 +96,11 @@ class Role(Resource):
         if key_arn is KNOWN_AFTER_APPLY:
             return KNOWN_AFTER_APPLY
         return parse_policy(policy_json(self.inline_policy(key_arn)))
+
+    def plan(self, observed: Observed | None = None, *, read: bool = True) -> Change:
+        """A key named by an alias of the user's is looked up here, not in desired()."""
+        look_up_topic_key(self.ctx)
+        return super().plan(observed, read=read)
 
     def desired(self) -> Observed:
         return {"trust_policy": TRUST_POLICY, "inline_policy": self._wanted_policy(),

@@ -41,7 +41,12 @@ class _Subscription(Resource):
 
     @property
     def arn(self) -> str:
-        return str(self.ctx.cache.get(f"subscription:{self.name}", f"{self.topic_arn()}:*"))
+        """SNS assigns a subscription's ARN: `arn_of` has it once read or created."""
+        return f"{self.topic_arn()}:*"
+
+    def arn_of(self, observed: Observed) -> str:
+        arn = str(observed.get("arn", ""))
+        return arn if arn.startswith("arn:") else self.arn  # a pending e-mail has none yet
 
     def find(self) -> dict[str, Any] | None:
         sns = self.ctx.client("sns")
@@ -51,7 +56,6 @@ class _Subscription(Resource):
                     TopicArn=self.topic_arn()):
                 for sub in page.get("Subscriptions", []):
                     if sub["Protocol"] == protocol and sub["Endpoint"] == endpoint:
-                        self.ctx.cache[f"subscription:{self.name}"] = sub["SubscriptionArn"]
                         return dict(sub)
         except Exception as exc:
             if error_code(exc) in {"NotFound", "NotFoundException"}:
@@ -93,12 +97,12 @@ class QueueSubscription(_Subscription):
         return {"arn": sub["SubscriptionArn"],
                 "raw_delivery": attrs.get("RawMessageDelivery", "false") == "true"}
 
-    def create(self) -> None:
+    def create(self) -> str:
         protocol, endpoint = self.protocol_endpoint()
         created = self.ctx.client("sns").subscribe(
             TopicArn=self.topic_arn(), Protocol=protocol, Endpoint=endpoint,
             ReturnSubscriptionArn=True, Attributes={"RawMessageDelivery": "false"})
-        self.ctx.cache[f"subscription:{self.name}"] = created["SubscriptionArn"]
+        return str(created["SubscriptionArn"])
 
     def update(self, fields: set[str], observed: Observed) -> None:
         self.ctx.client("sns").set_subscription_attributes(
@@ -157,8 +161,12 @@ class EventSourceMapping(Resource):
 
     @property
     def arn(self) -> str:
-        uuid = self.ctx.cache.get("mapping_uuid", "*")
-        return self.ctx.arn("lambda", f"event-source-mapping:{uuid}")
+        """Lambda assigns the mapping's UUID: `arn_of` has it once read or created."""
+        return self.ctx.arn("lambda", "event-source-mapping:*")
+
+    def arn_of(self, observed: Observed) -> str:
+        uuid = observed.get("uuid")
+        return self.ctx.arn("lambda", f"event-source-mapping:{uuid}") if uuid else self.arn
 
     def parents(self) -> list[Resource]:
         return [Function(self.ctx), Queue(self.ctx)]
@@ -184,7 +192,6 @@ class EventSourceMapping(Resource):
             return {"deleting": True, "uuids": [m["UUID"] for m in mappings]} if mappings \
                 else None
         mapping = live[0]
-        self.ctx.cache["mapping_uuid"] = mapping["UUID"]
         return {"uuid": mapping["UUID"],
                 "batch_size": mapping.get("BatchSize"),
                 "batching_window": mapping.get("MaximumBatchingWindowInSeconds", 0),
@@ -196,7 +203,7 @@ class EventSourceMapping(Resource):
                 "state": mapping.get("State"),
                 "last_result": mapping.get("LastProcessingResult")}
 
-    def create(self) -> None:
+    def create(self) -> str:
         wanted = self.desired()
         mapping = retry_while_role_propagates(
             self.ctx, lambda: self.ctx.client("lambda").create_event_source_mapping(
@@ -205,7 +212,7 @@ class EventSourceMapping(Resource):
                 BatchSize=wanted["batch_size"],
                 MaximumBatchingWindowInSeconds=wanted["batching_window"],
                 FunctionResponseTypes=BATCH_FAILURES, **self._scaling(wanted)))
-        self.ctx.cache["mapping_uuid"] = mapping["UUID"]
+        return self.arn_of({"uuid": mapping["UUID"]})
 
     def update(self, fields: set[str], observed: Observed) -> None:
         wanted = self.desired()

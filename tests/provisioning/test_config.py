@@ -171,8 +171,8 @@ def test_conflicting_duplicates_is_checked_and_reaches_the_function(tmp_path: Pa
     loaded = config.load({"config": cfg}, {})
     ctx = Context(config=loaded, factory=ClientFactory(loaded), account="123456789012",
                   region="us-east-1")
-    ctx.cache["dlq_url"] = "https://sqs.us-east-1.amazonaws.com/123456789012/dlq"
-    ctx.cache["queue_url"] = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
+    ctx.learned.dlq_url = "https://sqs.us-east-1.amazonaws.com/123456789012/dlq"
+    ctx.learned.queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
     assert Function(ctx).environment()["CONFLICTING_DUPLICATES"] == "last_wins"
     assert config.load({}, {}).conflicting_duplicates == "reject"
     with pytest.raises(UsageError, match='conflicting_duplicates must be "reject" or '

@@ -85,7 +85,7 @@ def test_an_update_waits_for_the_update_in_progress(
     engine.apply(p.ctx)
     aws.in_progress_until = aws.clock + 10  # someone's update (or our killed run's) is going
     p.fresh(function_timeout=60)
-    new_code = p.ctx.cache["artifact"] = other_code()
+    new_code = p.ctx.zip_artifact = other_code()
     p.reset_calls()
     changes = engine.apply(p.ctx, ["lambda"])
     function = next(c for c in changes if c.kind == "Lambda function")

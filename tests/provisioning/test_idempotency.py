@@ -91,7 +91,7 @@ def test_changed_handler_code_uploads_code_and_nothing_else(pipeline: Any, tmp_p
     engine.apply(p.ctx)
     assert p.mutating() == ["lambda.UpdateFunctionCode"]
     uploaded = next(c for c in p.calls if c.operation == "UpdateFunctionCode")
-    assert uploaded.params["ZipFile"] == p.ctx.cache["artifact"].data
+    assert uploaded.params["ZipFile"] == p.ctx.artifact().data
 
 
 def test_the_zip_is_deterministic_and_ships_the_processor_and_its_requirements() -> None:

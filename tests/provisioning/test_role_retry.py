@@ -26,9 +26,9 @@ def stubbed_function(monkeypatch: pytest.MonkeyPatch) -> tuple[Function, Stubber
     client = boto3.client("lambda", region_name="us-east-1")
     factory._clients["lambda"] = client
     ctx = Context(config=config, factory=factory, account="123456789012", region="us-east-1")
-    ctx.cache["artifact"] = packaging.Artifact(b"zip", "c2hh", 1, from_cache=True)
-    ctx.cache["dlq_url"] = "https://sqs.us-east-1.amazonaws.com/123456789012/ecommerce-dlq"
-    ctx.cache["queue_url"] = "https://sqs.us-east-1.amazonaws.com/123456789012/ecommerce-transactions"
+    ctx.zip_artifact = packaging.Artifact(b"zip", "c2hh", 1, from_cache=True)
+    ctx.learned.dlq_url = "https://sqs.us-east-1.amazonaws.com/123456789012/ecommerce-dlq"
+    ctx.learned.queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/ecommerce-transactions"
     slept: list[float] = []
     monkeypatch.setattr(base_module.time, "sleep", slept.append)
     return Function(ctx), Stubber(client), slept
@@ -88,9 +88,9 @@ def test_the_mapping_is_retried_while_the_role_policy_propagates(
     uuid = "a1b2c3d4-0000-4000-8000-000000000001"
     stub.add_response("create_event_source_mapping", {"UUID": uuid})
     with stub:
-        mapping.create()
+        arn = mapping.create()
     stub.assert_no_pending_responses()
-    assert slept == [1] and function.ctx.cache["mapping_uuid"] == uuid
+    assert slept == [1] and arn.endswith(f":event-source-mapping:{uuid}")
 
 
 def test_point_in_time_recovery_waits_for_backups_to_become_available(
