@@ -231,8 +231,8 @@ def main() -> None:
 
     with LocalAws(port=0) as aws:
         os.environ["PIPELINECTL_LOCAL_PORT"] = str(aws.port)
-        config = config_module.load({"local": True, "batch_size": 10, "maximum_concurrency": 8,
-                                     "function_timeout": 5}, {})
+        config = config_module.load({"local": True, "local_port": aws.port, "batch_size": 10,
+                                     "maximum_concurrency": 8, "function_timeout": 5}, {})
         ctx = make_context(config, ClientFactory(config))
         result = run(ctx, aws.endpoint_url, args.transactions, args.seed, timeout=1800)
         print(f"{args.transactions} transactions in {result['seconds']:.0f} s under {FAULTS}")

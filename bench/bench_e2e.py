@@ -230,7 +230,8 @@ def run(workdir: Path, env: dict[str, str], args: argparse.Namespace) -> None:
     print(f"python {platform.python_version()} on {platform.machine()}, "
           f"{os.cpu_count()} CPUs; local AWS on port {env['PIPELINECTL_LOCAL_PORT']}")
     print(f"up (CLI, from nothing):           {cli(workdir, env, 'up'):.1f} s")
-    config = config_module.load({"local": True})
+    config = config_module.load({"local": True,
+                                 "local_port": int(env["PIPELINECTL_LOCAL_PORT"])})
     ctx = make_context(config, ClientFactory(config))
     if args.drain:
         floor = bench_floor(ctx, args.drain)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipelinectl import __version__
+from pipelinectl import __version__, cli_data, cli_operate
+from pipelinectl.cli_state import CliState, local_port_option, pass_state
 from pipelinectl.errors import PipelineError, UsageError
 from pipelinectl.steps import STEP_ORDER, STEPS
 
@@ -55,7 +56,8 @@ CHANGES_PENDING = 2
 
 
 def _fail(ctx: click.Context, message: str, code: int, error: BaseException | None) -> None:
-    verbose = bool((ctx.obj or {}).get("verbose"))
+    state = ctx.find_object(CliState)
+    verbose = state is not None and state.verbose
     if ctx.meta.get(DETAILED_EXITCODE):
         code = 1
     if verbose and error is not None:
@@ -74,14 +76,15 @@ def _fail(ctx: click.Context, message: str, code: int, error: BaseException | No
 @click.option("--endpoint-url", help="Any AWS-compatible endpoint (default AWS_ENDPOINT_URL).")
 @click.option("--local", is_flag=True,
               help="Use the embedded local AWS started by `pipelinectl local`.")
+@local_port_option("--local-port", help="Port of that local AWS.")
 @click.option("--output", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Tables for people, JSON (stable keys) for scripts.")
 @click.option("-v", "--verbose", is_flag=True, help="Show API calls and tracebacks.")
 @click.version_option(__version__, prog_name="pipelinectl")
 @click.pass_context
 def main(ctx: click.Context, name: str | None, config_file: str | None, region: str | None,
-         profile: str | None, endpoint_url: str | None, local: bool, output: str,
-         verbose: bool) -> None:
+         profile: str | None, endpoint_url: str | None, local: bool, local_port: int,
+         output: str, verbose: bool) -> None:
     """Provision, operate and tear down the event-driven transaction pipeline.
 
     S3 -> EventBridge -> SNS -> SQS (+ DLQ) -> Lambda -> DynamoDB, with SNS alerts and
@@ -89,48 +92,30 @@ def main(ctx: click.Context, name: str | None, config_file: str | None, region: 
     """
     if local and endpoint_url:
         raise click.UsageError("--local and --endpoint-url are exclusive; pick one.")
-    ctx.obj = {"flags": {"name": name, "config": config_file, "region": region,
-                         "profile": profile, "endpoint_url": endpoint_url, "local": local},
-               "output": output, "verbose": verbose}
+    ctx.obj = CliState(
+        flags={"name": name, "config": config_file, "region": region, "profile": profile,
+               "endpoint_url": endpoint_url, "local": local, "local_port": local_port},
+        output=output, verbose=verbose)
 
 
-def _renderer(ctx: click.Context) -> Renderer:
-    from pipelinectl.render import Renderer
-
-    return Renderer(ctx.obj["output"])
-
-
-def _context(ctx: click.Context) -> Context:
-    """Load and validate configuration, then resolve account and region (one STS call)."""
-    from pipelinectl import config as config_module
-    from pipelinectl.clients import ClientFactory
-    from pipelinectl.engine import make_context
-
-    config = config_module.load(ctx.obj["flags"])
-    factory = ClientFactory(config)
-    if ctx.obj["verbose"]:
-        factory.listeners.append(lambda call: click.echo(f"  api: {call}", err=True))
-    return make_context(config, factory)
-
-
-def _apply_steps(ctx: click.Context, steps: tuple[str, ...], dry_run: bool,
+def _apply_steps(state: CliState, steps: tuple[str, ...], dry_run: bool,
                  detailed: bool = False) -> None:
     from pipelinectl import engine
 
     if detailed and not dry_run:
         raise UsageError("--detailed-exitcode goes with --dry-run (or `pipelinectl plan`).")
-    out = _renderer(ctx)
-    pipeline = _context(ctx)
+    out = state.renderer()
+    pipeline = state.context()
     if dry_run:
         changes, refused = engine.checked_plan(pipeline, steps)
         out.changes(changes, "Plan (nothing was changed)")
         if refused and detailed:  # a conflict is a pending change here, not an error
             out.warn(refused.message())
-            ctx.exit(CHANGES_PENDING)
+            click.get_current_context().exit(CHANGES_PENDING)
         if refused:
             raise PipelineError(refused.message())
         if detailed and any(c.action != "unchanged" for c in changes):
-            ctx.exit(CHANGES_PENDING)
+            click.get_current_context().exit(CHANGES_PENDING)
         return
     if len(steps) == 1:
         engine.check_needs(pipeline, steps[0])
@@ -156,9 +141,9 @@ def _warn_notifications(out: Renderer, pipeline: Context, steps: tuple[str, ...]
 
 def _step_command(step: str) -> Callable[..., None]:
     @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
-    @click.pass_context
-    def command(ctx: click.Context, dry_run: bool) -> None:
-        _apply_steps(ctx, (step,), dry_run)
+    @pass_state
+    def command(state: CliState, dry_run: bool) -> None:
+        _apply_steps(state, (step,), dry_run)
 
     command.__doc__ = STEPS[step].summary[0].upper() + STEPS[step].summary[1:] + "."
     return command
@@ -177,29 +162,29 @@ _DETAILED_HELP = ("Exit 0 when nothing would change, 2 when something would (cre
 @click.option("--dry-run", is_flag=True, help="Same as `plan`: show changes, make none.")
 @click.option(DETAILED_EXITCODE, "detailed", is_flag=True,
               help="With --dry-run: " + _DETAILED_HELP)
-@click.pass_context
-def up(ctx: click.Context, dry_run: bool, detailed: bool) -> None:
+@pass_state
+def up(state: CliState, dry_run: bool, detailed: bool) -> None:
     """Create or update every resource, independent steps concurrently."""
-    _apply_steps(ctx, STEP_ORDER, dry_run, detailed)
+    _apply_steps(state, STEP_ORDER, dry_run, detailed)
 
 
 @main.command()
 @click.option(DETAILED_EXITCODE, "detailed", is_flag=True, help=_DETAILED_HELP)
-@click.pass_context
-def plan(ctx: click.Context, detailed: bool) -> None:
+@pass_state
+def plan(state: CliState, detailed: bool) -> None:
     """What `up` would change: create / update (which fields) / replace / unchanged."""
-    _apply_steps(ctx, STEP_ORDER, dry_run=True, detailed=detailed)
+    _apply_steps(state, STEP_ORDER, dry_run=True, detailed=detailed)
 
 
 @main.command()
-@click.pass_context
-def status(ctx: click.Context) -> None:
+@pass_state
+def status(state: CliState) -> None:
     """Every resource: name, ARN, state and health."""
     from pipelinectl import engine
 
-    pipeline = _context(ctx)
+    pipeline = state.context()
     rows = engine.status(pipeline)
-    out = _renderer(ctx)
+    out = state.renderer()
     out.status(rows, {"pipeline": pipeline.config.name,
                       "account": pipeline.account, "region": pipeline.region})
     if rows and all(row.health == "missing" for row in rows) and not out.json:
@@ -212,14 +197,14 @@ def status(ctx: click.Context) -> None:
 @main.command()
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--keep-data", is_flag=True, help="Keep the bucket and the table.")
-@click.pass_context
-def teardown(ctx: click.Context, yes: bool, keep_data: bool) -> None:
+@pass_state
+def teardown(state: CliState, yes: bool, keep_data: bool) -> None:
     """Delete everything this pipeline created (only what carries its tag); waits until
     AWS has finished deleting it."""
     from pipelinectl import engine
 
-    pipeline = _context(ctx)
-    out = _renderer(ctx)
+    pipeline = state.context()
+    out = state.renderer()
     where = f"pipeline {pipeline.config.name} in {pipeline.account}/{pipeline.region}"
     if not yes:
         if not sys.stdin.isatty():
@@ -247,8 +232,6 @@ def teardown(ctx: click.Context, yes: bool, keep_data: bool) -> None:
         names = ", ".join(f"{c.kind} {c.name}" for c in refused)
         raise PipelineError(f"Left alone because they are not this pipeline's: {names}.")
 
-
-from pipelinectl import cli_data, cli_operate  # noqa: E402 - operate commands; click only
 
 main.add_command(cli_operate.send_test)
 main.add_command(cli_operate.smoke_test)

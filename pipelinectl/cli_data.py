@@ -1,15 +1,16 @@
 """Commands for data already in the pipeline: replay, doctor. Parse, call, render.
 
-Same conventions as `cli_operate.py` (whose `_context`, `_renderer` and confirmation helper
-they use); the core lives in `pipelinectl.operate.replay` / `.doctor`, the output in
-`pipelinectl.render_ops`.
+Same conventions as `cli_operate.py`: the global options as a `CliState` (cli_state), whose
+confirmation helper they share; the core lives in `pipelinectl.operate.replay` / `.doctor`,
+the output in `pipelinectl.render_ops`.
 """
 
 from __future__ import annotations
 
 import click
 
-from pipelinectl.cli_operate import _confirm_or_refuse, _context, _renderer
+from pipelinectl.cli_operate import _confirm_or_refuse
+from pipelinectl.cli_state import CliState, pass_state
 from pipelinectl.errors import PipelineError
 
 # -- replay -------------------------------------------------------------------------------
@@ -26,8 +27,8 @@ from pipelinectl.errors import PipelineError
               show_default=True, help="Objects per second.")
 @click.option("--max", "limit", type=click.IntRange(min=1), help="At most this many objects.")
 @click.option("--yes", is_flag=True, help="Do not ask before replaying over 100 objects.")
-@click.pass_context
-def replay(ctx: click.Context, prefix: str, since: str | None, until: str | None,
+@pass_state
+def replay(state: CliState, prefix: str, since: str | None, until: str | None,
            match: str | None, dry_run: bool, rate: float, limit: int | None,
            yes: bool) -> None:
     """Process files already in the bucket again, as if they had just landed.
@@ -43,8 +44,8 @@ def replay(ctx: click.Context, prefix: str, since: str | None, until: str | None
         prefix, None if since is None else parse_since(since),
         None if until is None else parse_since(until, option="--until"), match, limit)
     selection.check()
-    pipeline = _context(ctx)
-    out = _renderer(ctx)
+    pipeline = state.context()
+    out = state.renderer()
     objects = core.select(pipeline, selection)
     if not dry_run and len(objects) > core.CONFIRM_ABOVE:
         _confirm_or_refuse(yes, f"Replay {len(objects)} objects of "
@@ -60,8 +61,8 @@ def replay(ctx: click.Context, prefix: str, since: str | None, until: str | None
 
 
 @click.command("doctor")
-@click.pass_context
-def doctor(ctx: click.Context) -> None:
+@pass_state
+def doctor(state: CliState) -> None:
     """Read-only checks for what loses or delays data; exits 1 when any check fails.
 
     Each check says ok / warn / fail, why, and the fix (most often a pipeline.toml key and
@@ -70,10 +71,10 @@ def doctor(ctx: click.Context) -> None:
     from pipelinectl import engine, render_ops
     from pipelinectl.operate import doctor as core
 
-    pipeline = _context(ctx)
+    pipeline = state.context()
     with engine.aws_errors(pipeline):
         found = core.run(pipeline)
-    render_ops.findings(_renderer(ctx), found, {"pipeline": pipeline.config.name,
+    render_ops.findings(state.renderer(), found, {"pipeline": pipeline.config.name,
                                                 "account": pipeline.account,
                                                 "region": pipeline.region})
     failed = [f.check for f in found if f.level == "fail"]

@@ -1,13 +1,12 @@
 """Operate commands: send-test, test, logs, dlq, local, demo. Parse, call, render.
 
-Same conventions as `cli.py` (ctx.obj "flags" / "output" / "verbose", its `_context` and
-`_renderer`); the core lives in `pipelinectl.operate`. Heavy modules are imported inside the
-commands so `pipelinectl --help` stays fast.
+Same conventions as `cli.py`: each command takes the global options as a `CliState`
+(cli_state.pass_state); the core lives in `pipelinectl.operate`. Heavy modules are imported
+inside the commands so `pipelinectl --help` stays fast.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from decimal import Decimal, InvalidOperation
@@ -15,24 +14,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from pipelinectl.config import LOCAL_DEFAULT_PORT
+from pipelinectl.cli_state import CliState, local_port_option, pass_state
 from pipelinectl.errors import PipelineError, UsageError
 
 if TYPE_CHECKING:
     from pipelinectl.render import Renderer
-    from pipelinectl.resources.base import Context
-
-
-def _context(ctx: click.Context) -> Context:
-    from pipelinectl.cli import _context as load
-
-    return load(ctx)
-
-
-def _renderer(ctx: click.Context) -> Renderer:
-    from pipelinectl.cli import _renderer as make
-
-    return make(ctx)
 
 
 def _amount(ctx: click.Context, param: click.Parameter, value: str) -> Decimal:
@@ -79,8 +65,8 @@ def _confirm_or_refuse(yes: bool, what: str, usage: str) -> None:
 @click.option("--type", "txn_type", default="Purchase", show_default=True,
               callback=_transaction_type,
               help="Transaction type (the TransactionType message attribute).")
-@click.pass_context
-def send_test(ctx: click.Context, amount: Decimal, transaction_id: str | None, via: str,
+@pass_state
+def send_test(state: CliState, amount: Decimal, transaction_id: str | None, via: str,
               no_wait: bool, timeout: float, txn_type: str) -> None:
     """Publish one transaction and wait until it is stored (and alerted over the threshold).
 
@@ -89,11 +75,11 @@ def send_test(ctx: click.Context, amount: Decimal, transaction_id: str | None, v
     """
     from pipelinectl.operate import sendtest
 
-    pipeline = _context(ctx)
+    pipeline = state.context()
     txn = sendtest.TestTransaction.new(amount, transaction_id, txn_type)
     result = sendtest.send_test(pipeline, txn, cast("sendtest.Via", via), wait=not no_wait,
                                 timeout=timeout)
-    _renderer(ctx).send_test(result)
+    state.renderer().send_test(result)
     if result.problem:
         raise PipelineError(result.problem)
 
@@ -104,8 +90,8 @@ def send_test(ctx: click.Context, amount: Decimal, transaction_id: str | None, v
 @click.command("test")
 @click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True,
               help="Seconds to wait for every expectation.")
-@click.pass_context
-def smoke_test(ctx: click.Context, timeout: float) -> None:
+@pass_state
+def smoke_test(state: CliState, timeout: float) -> None:
     """End-to-end smoke test: a sample file through S3 and a message through SNS.
 
     The CSV has valid, invalid and over-threshold rows; prints a pass/fail table of
@@ -113,8 +99,8 @@ def smoke_test(ctx: click.Context, timeout: float) -> None:
     """
     from pipelinectl.operate import smoke
 
-    pipeline = _context(ctx)
-    out = _renderer(ctx)
+    pipeline = state.context()
+    out = state.renderer()
     out.note(f"Dropping a sample CSV under s3://{pipeline.names.bucket}/incoming/"
              f"{smoke.SMOKE_PREFIX} and publishing to {pipeline.names.ingest_topic}...")
     result = smoke.run(pipeline, timeout)
@@ -134,15 +120,15 @@ def smoke_test(ctx: click.Context, timeout: float) -> None:
               help="How far back: 30s, 10m, 2h, 1d, or an ISO 8601 time.")
 @click.option("--filter", "text", help="Only events containing this text (or a CloudWatch "
               "filter pattern such as '{ $.level = \"ERROR\" }').")
-@click.pass_context
-def logs(ctx: click.Context, follow: bool, since: str, text: str | None) -> None:
+@pass_state
+def logs(state: CliState, follow: bool, since: str, text: str | None) -> None:
     """The processor's log events (every stream, oldest first)."""
     from pipelinectl.operate import logs as core
 
     start_ms = core.parse_since(since)
     pattern = core.filter_pattern(text)
-    pipeline = _context(ctx)
-    out = _renderer(ctx)
+    pipeline = state.context()
+    out = state.renderer()
     if not follow:
         events = core.fetch(pipeline, start_ms, pattern)
         if out.json:
@@ -174,26 +160,26 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--max", "limit", type=click.IntRange(1, 1000), default=50, show_default=True,
               help="At most this many messages.")
-@click.pass_context
-def dlq_list(ctx: click.Context, limit: int) -> None:
+@pass_state
+def dlq_list(state: CliState, limit: int) -> None:
     """Messages in the DLQ with the reason the processor attached (nothing is consumed)."""
     from pipelinectl.operate import dlq as core
 
-    pipeline = _context(ctx)
-    _renderer(ctx).dead_letters(core.peek(pipeline, limit), pipeline.names.dlq)
+    pipeline = state.context()
+    state.renderer().dead_letters(core.peek(pipeline, limit), pipeline.names.dlq)
 
 
 @dlq.command("redrive")
 @click.option("--max", "limit", type=click.IntRange(min=1),
               help="Move at most this many (default: every message).")
-@click.pass_context
-def dlq_redrive(ctx: click.Context, limit: int | None) -> None:
+@pass_state
+def dlq_redrive(state: CliState, limit: int | None) -> None:
     """Move DLQ messages back to the queue for another try."""
     from pipelinectl.operate import dlq as core
 
-    pipeline = _context(ctx)
+    pipeline = state.context()
     result = core.redrive(pipeline, limit=limit)
-    _renderer(ctx).redrive(result)
+    state.renderer().redrive(result)
     if result.failed:
         raise PipelineError(f"{result.failed} message(s) could not be moved; re-run "
                             "`pipelinectl dlq redrive`.")
@@ -201,17 +187,17 @@ def dlq_redrive(ctx: click.Context, limit: int | None) -> None:
 
 @dlq.command("purge")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.pass_context
-def dlq_purge(ctx: click.Context, yes: bool) -> None:
+@pass_state
+def dlq_purge(state: CliState, yes: bool) -> None:
     """Delete every message in the DLQ (asks first unless --yes)."""
     from pipelinectl.operate import dlq as core
 
-    pipeline = _context(ctx)
+    pipeline = state.context()
     where = f"{pipeline.names.dlq} in {pipeline.account}/{pipeline.region}"
     _confirm_or_refuse(yes, f"Delete every message in {where}?",
                        "dlq purge deletes messages")
     count = core.purge(pipeline)
-    out = _renderer(ctx)
+    out = state.renderer()
     if out.json:
         out.emit_json({"queue": pipeline.names.dlq, "purged": count})
     else:
@@ -221,17 +207,9 @@ def dlq_purge(ctx: click.Context, yes: bool) -> None:
 # -- local --------------------------------------------------------------------------------
 
 
-def _default_port() -> int:
-    raw = os.environ.get("PIPELINECTL_LOCAL_PORT", str(LOCAL_DEFAULT_PORT))
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise UsageError(f"PIPELINECTL_LOCAL_PORT={raw!r} is not a port number.")
-    return int(raw)
-
-
 @click.command("local")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535),
-              help=f"Port (default {LOCAL_DEFAULT_PORT}, or PIPELINECTL_LOCAL_PORT).")
+@local_port_option("--port", allow_any=True, help="Port (0: any free one).")
 @click.option("--quiet", is_flag=True, help="No live view of what flows; warnings only.")
 @click.option("--allow-remote", is_flag=True,
               help="Allow a non-loopback --host (anyone who can reach it can run code).")
@@ -249,7 +227,7 @@ def _default_port() -> int:
 @click.option("--no-enforce", is_flag=True,
               help="Do not evaluate topic, queue, key and role policies (on by default).")
 @click.pass_context
-def local(ctx: click.Context, host: str, port: int | None, quiet: bool,
+def local(ctx: click.Context, host: str, port: int, quiet: bool,
           allow_remote: bool, consistency: str, max_concurrency: int | None, faults: str,
           faults_seed: int | None, no_enforce: bool) -> None:
     """Run the embedded local AWS in the foreground (Ctrl-C stops).
@@ -272,7 +250,7 @@ def local(ctx: click.Context, host: str, port: int | None, quiet: bool,
     except ImportError as exc:
         raise PipelineError("The embedded local AWS needs its extra: pip install "
                             "'pipelinectl[local]'.") from exc
-    ctx.exit(run_local(host, _default_port() if port is None else port, quiet, consistency,
+    ctx.exit(run_local(host, port, quiet, consistency,
                        max_concurrency=max_concurrency, faults=faults, faults_seed=faults_seed,
                        enforce=not no_enforce))
 
@@ -282,17 +260,17 @@ def local(ctx: click.Context, host: str, port: int | None, quiet: bool,
 
 @click.command("demo")
 @click.option("--quiet", is_flag=True, help="Narrate the steps only, not what flows.")
-@click.pass_context
-def demo(ctx: click.Context, quiet: bool) -> None:
+@pass_state
+def demo(state: CliState, quiet: bool) -> None:
     """One shot, offline: embedded AWS, up, a file drop, send-test, status, teardown."""
     from pipelinectl.operate.demo import Demo
     from pipelinectl.render import Renderer
 
-    out = _renderer(ctx)
+    out = state.renderer()
     # With --output json the narration and tables go to stderr, one summary to stdout.
     view = Renderer("table", console=out.err) if out.json else out
     narrator = _Narrator(view)
-    with Demo(ctx.obj["flags"]) as run:
+    with Demo(state.flags) as run:
         results = _demo_steps(run, view, narrator, quiet or out.json)
     total = time.monotonic() - narrator.began
     failures = [s["step"] for s in narrator.steps if not s["ok"]]

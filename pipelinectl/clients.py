@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelinectl import __version__
-from pipelinectl.config import LOCAL_DEFAULT_PORT, Config, check_region_form
+from pipelinectl.config import Config, check_region_form
 from pipelinectl.errors import PipelineError, UsageError
 
 Client = Any  # boto3 clients are generated at run time; we do not ship type stubs for them.
@@ -45,13 +45,6 @@ class Call:
         return f"{self.service}.{self.operation}"
 
 
-def local_endpoint() -> str:
-    port = os.environ.get("PIPELINECTL_LOCAL_PORT", str(LOCAL_DEFAULT_PORT))
-    if not port.isdigit():
-        raise UsageError(f"PIPELINECTL_LOCAL_PORT={port!r} is not a port number.")
-    return f"http://127.0.0.1:{port}"
-
-
 @dataclass
 class ClientFactory:
     """Builds and caches one client per service; safe to share between threads."""
@@ -68,7 +61,7 @@ class ClientFactory:
     @property
     def endpoint_url(self) -> str | None:
         if self.config.local:
-            return local_endpoint()
+            return f"http://127.0.0.1:{self.config.local_port}"
         return self.config.endpoint_url  # None: botocore applies AWS_ENDPOINT_URL itself
 
     @property

@@ -135,6 +135,8 @@ class Config:
     profile: str | None = None
     endpoint_url: str | None = None
     local: bool = False
+    #: Where `--local` sends calls (the CLI's --local-port / $PIPELINECTL_LOCAL_PORT).
+    local_port: int = LOCAL_DEFAULT_PORT
     alert_threshold: Decimal = Decimal("1000")
     alert_email: str | None = None
     batch_size: int = 10
@@ -242,6 +244,7 @@ def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Config
     if env.get("AWS_ENDPOINT_URL"):  # botocore applies it itself; fail here, in one sentence
         check_endpoint_url(env["AWS_ENDPOINT_URL"], "AWS_ENDPOINT_URL")
     values["local"] = bool(flags.get("local"))
+    values["local_port"] = int(flags.get("local_port") or LOCAL_DEFAULT_PORT)
     values["name_overrides"] = _string_table(raw, "names", allowed=NAME_KEYS, path=path)
     values["tags"] = _string_table(raw, "tags", allowed=None, path=path)
     values["source"] = str(path) if path else None

@@ -29,26 +29,15 @@ from pipelinectl.localaws.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 4566
+DEFAULT_PORT = 4566  # config.LOCAL_DEFAULT_PORT: the local AWS imports nothing of the CLI
 
 
-PORT_ENV = "PIPELINECTL_LOCAL_PORT"
 #: How often the workers of deleted functions are looked for and stopped.
 REAP_INTERVAL_SECONDS = 1.0
 #: How long stop() waits for the background services, all together.
 STOP_GRACE_SECONDS = 3.0
 #: How long stop() keeps shipping pending invocation logs and metrics before dropping them.
 TELEMETRY_DRAIN_SECONDS = 2.0
-
-
-def default_port() -> int:
-    """The port ``pipelinectl local`` and ``--local`` use: $PIPELINECTL_LOCAL_PORT or 4566."""
-    raw = os.environ.get(PORT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_PORT
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise LocalAwsError(f"{PORT_ENV}={raw!r} is not a port number (1-65535).")
-    return int(raw)
 
 
 class LocalAwsError(RuntimeError):

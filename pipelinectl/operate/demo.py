@@ -9,7 +9,6 @@ narrates; this module only runs the steps and returns their data.
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from decimal import Decimal
 from types import TracebackType
@@ -22,8 +21,6 @@ from pipelinectl.errors import PipelineError
 from pipelinectl.operate import sendtest, smoke
 from pipelinectl.resources.base import Change, Context, StatusRow
 
-PORT_VARIABLE = "PIPELINECTL_LOCAL_PORT"
-
 
 class Demo:
     """Owns the embedded AWS for the demo's lifetime; use as a context manager."""
@@ -31,7 +28,6 @@ class Demo:
     def __init__(self, flags: dict[str, Any]) -> None:
         self.flags = {**flags, "local": True, "endpoint_url": None}
         self.aws: Any = None
-        self._saved_port: str | None = None
         self._ctx: Context | None = None
 
     def __enter__(self) -> Self:
@@ -42,7 +38,8 @@ class Demo:
         self.stop()
 
     def start(self, host: str = "127.0.0.1") -> str:
-        """Start the embedded AWS on a free port and point `--local` at it; its URL."""
+        """Start the embedded AWS on a free port and point the demo's `--local` at it (the
+        environment is left alone); its URL."""
         try:
             from pipelinectl.localaws import LocalAws
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -50,8 +47,7 @@ class Demo:
                 "The demo needs the embedded local AWS: pip install 'pipelinectl[local]'."
             ) from exc
         self.aws = LocalAws(host, 0).start()
-        self._saved_port = os.environ.get(PORT_VARIABLE)
-        os.environ[PORT_VARIABLE] = str(self.aws.port)
+        self.flags["local_port"] = self.aws.port
         return str(self.aws.endpoint_url)
 
     def context(self) -> Context:
@@ -89,11 +85,7 @@ class Demo:
         return engine.teardown(self.context(), on_progress=on_progress)
 
     def stop(self) -> None:
-        """Stop the embedded AWS and restore the environment; safe to call twice."""
+        """Stop the embedded AWS; safe to call twice."""
         if self.aws is not None:
             self.aws.stop()
             self.aws = None
-            if self._saved_port is None:
-                os.environ.pop(PORT_VARIABLE, None)
-            else:
-                os.environ[PORT_VARIABLE] = self._saved_port

@@ -12,7 +12,6 @@ from localaws_helpers import function_spec
 from pipelinectl.localaws.alarms import _Point, decide, statistic
 from pipelinectl.localaws.poller import _merge, failed_message_ids, sqs_record
 from pipelinectl.localaws.runner import Invocation
-from pipelinectl.localaws.server import LocalAwsError, default_port
 from pipelinectl.localaws.telemetry import Telemetry, emf_datums, log_lines
 
 IDS = {"m1", "m2", "m3"}
@@ -227,11 +226,3 @@ def test_queue_metrics_are_put_on_change_or_heartbeat() -> None:
     assert telemetry._due(key, 1.0)
 
 
-def test_default_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PIPELINECTL_LOCAL_PORT", raising=False)
-    assert default_port() == 4566
-    monkeypatch.setenv("PIPELINECTL_LOCAL_PORT", "4600")
-    assert default_port() == 4600
-    monkeypatch.setenv("PIPELINECTL_LOCAL_PORT", "http")
-    with pytest.raises(LocalAwsError, match="not a port number"):
-        default_port()

@@ -153,3 +153,40 @@ def test_send_test_no_wait_publishes_and_returns_at_once(ctx: Context, via: str)
         url = sqs.get_queue_url(QueueName=ctx.names.queue)["QueueUrl"]
         [message] = sqs.receive_message(QueueUrl=url).get("Messages", [])
         assert "nw-" + via in message["Body"]
+
+
+def test_the_operate_commands_do_not_import_the_cli_module() -> None:
+    """One typed object on the click context (cli_state), no cli.py <-> cli_operate.py cycle."""
+    import ast
+    import inspect
+
+    from pipelinectl import cli_operate
+
+    tree = ast.parse(inspect.getsource(cli_operate))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+    assert "pipelinectl.cli_state" in imported
+    assert "pipelinectl.cli" not in imported
+
+
+@pytest.mark.parametrize("value", ["http", "70000", "0"])
+def test_a_bad_local_port_in_the_environment_is_a_usage_error_for_local(
+        value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINECTL_LOCAL_PORT", value)
+    result = _run("--local", "status")
+    assert result.exit_code == 2, result.output
+    assert f"PIPELINECTL_LOCAL_PORT={value!r} is not a port number (1-65535)" in result.output
+
+
+def test_the_demo_points_its_commands_at_its_own_port_without_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelinectl.operate.demo import Demo
+
+    monkeypatch.setenv("PIPELINECTL_LOCAL_PORT", "4566")  # the user's own `pipelinectl local`
+    with Demo({}) as run:
+        endpoint = run.start()
+        assert os.environ["PIPELINECTL_LOCAL_PORT"] == "4566"
+        assert run.context().factory.endpoint_url == endpoint
+        assert not endpoint.endswith(":4566")
+    assert os.environ["PIPELINECTL_LOCAL_PORT"] == "4566"
