@@ -228,7 +228,9 @@ class LocalAws:
         and its durations, among them ``s3_eventbridge_delay_seconds`` (how long after
         PutBucketNotificationConfiguration S3 events start flowing here), so the CLI judges
         S3's EventBridge window by what this endpoint really does."""
-        return {"service": "pipelinectl-local", **consistency.describe()}
+        return {"service": "pipelinectl-local", **consistency.describe(),
+                # moto has no StartMessageMoveTask: `dlq redrive` moves messages itself.
+                "sqs_message_move_tasks": False}
 
     @property
     def running(self) -> bool:

@@ -5,8 +5,14 @@ Why each choice:
   seeing a message twice, then hands every message straight back (ChangeMessageVisibility
   to 0), so listing never delays a redrive or hides the DLQ from its alarm for long.
 - `redrive` prefers SQS's own StartMessageMoveTask (server-side, keeps attributes). Endpoints
-  that lack it (moto, so `pipelinectl local`) get receive -> SendMessageBatch ->
-  DeleteMessageBatch instead, at most 10 entries and 1 MiB per batch call (AWS's limits,
+  that lack it get receive -> SendMessageBatch -> DeleteMessageBatch instead: a pipelinectl
+  local AWS says so in its info document (`sqs_message_move_tasks: false`), another endpoint
+  by answering that the action is not implemented (HTTP 501, UnsupportedOperation, ...).
+  A 500 or 503 is a transient failure (InternalFailure 500, ServiceUnavailable 503: SQS API
+  Reference, "Common Errors"; InvalidAction 400 there is "the action requested is
+  invalid"): botocore retries it and, if it persists, the command fails; it never silently
+  turns into another method. The fallback moves at most 10 entries and 1 MiB per batch call
+  (AWS's limits,
   botocore's SQS model; moto does not enforce the count). Only messages that reached the
   queue are deleted from the DLQ.
   A redrive moves at most the messages present when it started, so a poison message the
@@ -45,9 +51,12 @@ EVENTBRIDGE_ATTRIBUTES = {"RULE_ARN": "rule", "TARGET_ARN": "target",
                           "ERROR_CODE": "error_code", "ERROR_MESSAGE": "error_message",
                           "EXHAUSTED_RETRY_CONDITION": "exhausted_retry_condition",
                           "RETRY_ATTEMPTS": "retry_attempts"}
+#: Answers that mean "this endpoint has no such action" (HTTP 501 Not Implemented, RFC 9110
+#: 15.6.2, which botocore does not retry), never a transient 5xx.
 UNSUPPORTED_CODES = {"UnsupportedOperation", "InvalidAction", "NotImplemented",
-                     "NotImplementedException", "UnknownOperationException", "InternalFailure",
-                     "InternalError", "500", "501"}
+                     "NotImplementedException", "UnknownOperationException", "501"}
+#: The local AWS's info document (pipelinectl.localaws) says whether it has move tasks.
+MOVE_TASKS_INFO_KEY = "sqs_message_move_tasks"
 
 
 @dataclass(frozen=True)
@@ -217,8 +226,10 @@ def redrive(ctx: Context, *, limit: int | None = None,
 
 def _start_move_task(targets: Targets) -> str | None:
     """The task handle, or None when this endpoint does not implement message move tasks."""
+    info = targets.ctx.factory.endpoint_info()
+    if info is not None and info.get(MOVE_TASKS_INFO_KEY) is False:
+        return None
     sqs = targets.client("sqs")
-    _fail_fast_when_unsupported(sqs)
     try:
         response = sqs.start_message_move_task(SourceArn=targets.dlq_arn,
                                                DestinationArn=targets.queue_arn)
@@ -229,29 +240,10 @@ def _start_move_task(targets: Targets) -> str | None:
     return str(response["TaskHandle"])
 
 
-class _Unsupported(Exception):
-    """Raised from botocore's retry hook: a 5xx here means 'not implemented', not 'retry'."""
-
-
-def _fail_fast_when_unsupported(sqs: Client) -> None:
-    """Skip the standard retry mode's ~30 s of backoff on an endpoint that answers
-    StartMessageMoveTask with HTTP 500/501 (moto's server does): fall back at once."""
-
-    def check(response: Any = None, **_: Any) -> None:
-        if response is not None and response[0].status_code in (500, 501):
-            raise _Unsupported("StartMessageMoveTask answered with HTTP "
-                               f"{response[0].status_code}")
-
-    sqs.meta.events.register_first("needs-retry.sqs.StartMessageMoveTask", check,
-                                   unique_id="pipelinectl-move-task-unsupported")
-
-
 def _unsupported(exc: Exception) -> bool:
-    if isinstance(exc, NotImplementedError | _Unsupported):
-        return True
-    text = str(exc).lower()
-    return error_code(exc) in UNSUPPORTED_CODES or "not been implemented" in text \
-        or "not implemented" in text
+    """Only an answer that the action does not exist here (moto in-process raises
+    NotImplementedError); an error's wording or a transient 5xx decides nothing."""
+    return isinstance(exc, NotImplementedError) or error_code(exc) in UNSUPPORTED_CODES
 
 
 def _wait_for_task(targets: Targets, handle: str,

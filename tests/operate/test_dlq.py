@@ -193,13 +193,110 @@ def test_send_batches_limits() -> None:
     assert [len(b) for b in dlq.send_batches(big)] == [2, 1]
 
 
+def _client_error(status: int, code: str, message: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": message},
+                        "ResponseMetadata": {"HTTPStatusCode": status}},
+                       "StartMessageMoveTask")
+
+
 @pytest.mark.parametrize(("error", "unsupported"), [
     (NotImplementedError("The start_message_move_task action has not been implemented"), True),
-    (dlq._Unsupported("HTTP 500"), True),
-    (RuntimeError("boom"), False),
+    (_client_error(501, "501", "Not Implemented"), True),
+    (_client_error(400, "UnsupportedOperation", "not supported"), True),
+    # AWS's transient failures: retried by botocore, then an error, never another method
+    (_client_error(500, "InternalError", "not implemented yet, try again"), False),
+    (_client_error(503, "ServiceUnavailable", "Service Unavailable"), False),
+    (RuntimeError("not implemented"), False),
 ])
 def test_unsupported_classification(error: Exception, unsupported: bool) -> None:
     assert dlq._unsupported(error) is unsupported
+
+
+def _answer_move_task_with(ctx: Context, statuses: list[int],
+                           monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """StartMessageMoveTask answers these HTTP statuses in turn (SQS's JSON error for a
+    5xx, a task handle for 200), as AWS's endpoint would; returns what was answered."""
+    from io import BytesIO
+
+    from botocore.awsrequest import AWSResponse
+
+    class Raw(BytesIO):
+        def stream(self, **_: Any) -> Any:
+            yield self.read()
+
+    def http(status: int, body: dict[str, Any], headers: dict[str, str]) -> AWSResponse:
+        return AWSResponse("https://sqs.us-east-1.amazonaws.com/", status,
+                           {"x-amzn-RequestId": "injected", **headers},
+                           Raw(json.dumps(body).encode()))
+
+    answered: list[int] = []
+    # moto's own before-send handler runs too and has no such action: give it one, whose
+    # answer is ignored since ours comes first.
+    from moto.sqs.responses import SQSResponse
+
+    monkeypatch.setattr(SQSResponse, "start_message_move_task", lambda self: "{}",
+                        raising=False)
+
+    def answer(**_: Any) -> Any:
+        status = statuses[min(len(answered), len(statuses) - 1)]
+        answered.append(status)
+        if status == 200:
+            return http(200, {"TaskHandle": "h-3"},
+                        {"Content-Type": "application/x-amz-json-1.0"})
+        return http(status, {"__type": "com.amazonaws.sqs#InternalError",
+                             "message": "We encountered an internal error."},
+                    {"x-amzn-query-error": "InternalError;Receiver",
+                     "Content-Type": "application/x-amz-json-1.0"})
+
+    ctx.client("sqs").meta.events.register_first("before-send.sqs.StartMessageMoveTask",
+                                                 answer)
+    return answered
+
+
+def test_a_transient_500_on_start_message_move_task_is_retried_not_a_fallback(
+        ctx: Context, targets: Targets, monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.endpoint
+
+    monkeypatch.setattr(botocore.endpoint.time, "sleep", lambda _s: None)  # retry backoff
+    _dead_letter(targets, "m")
+    answered = _answer_move_task_with(ctx, [500, 200], monkeypatch)
+    sqs = targets.client("sqs")
+    sqs.list_message_move_tasks = lambda **p: {"Results": [
+        {"TaskHandle": "h-3", "Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 1}]}
+    try:
+        result = dlq.redrive(ctx, sleep=lambda _s: None)
+    finally:
+        del sqs.list_message_move_tasks
+    assert answered == [500, 200]
+    assert (result.method, result.task_handle) == ("move-task", "h-3")
+    assert "ReceiveMessage" not in operations(ctx) and "SendMessageBatch" not in operations(ctx)
+
+
+def test_a_persistent_500_fails_the_redrive_and_moves_nothing_by_hand(
+        ctx: Context, targets: Targets, monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.endpoint
+
+    monkeypatch.setattr(botocore.endpoint.time, "sleep", lambda _s: None)
+    _dead_letter(targets, "m")
+    answered = _answer_move_task_with(ctx, [500], monkeypatch)
+    with pytest.raises(PipelineError):
+        dlq.redrive(ctx, sleep=lambda _s: None)
+    # botocore's Config retries max_attempts=8 (clients.py) counts retries: 1 + 8 attempts
+    assert len(answered) == 9
+    assert "SendMessageBatch" not in operations(ctx)
+    assert targets.queue_depth(targets.dlq_url()) == (1, 0)
+
+
+def test_an_endpoint_that_says_it_has_no_move_tasks_is_not_asked(
+        ctx: Context, targets: Targets) -> None:
+    ctx.factory._info["endpoint_info"] = {"service": "pipelinectl-local",
+                                          dlq.MOVE_TASKS_INFO_KEY: False}
+    _dead_letter(targets, "m")
+    result = dlq.redrive(ctx)
+    assert (result.method, result.moved) == ("receive-send-delete", 1)
+    assert "StartMessageMoveTask" not in operations(ctx)
 
 
 def test_body_preview_unwraps_sns_and_clips() -> None:
