@@ -60,3 +60,4 @@ def skip_notification_delay(monkeypatch: pytest.MonkeyPatch) -> Callable[[], Non
                             lambda: time.time() + bucket_events.AWS_DELAY_SECONDS + 1)
 
     return skip
+

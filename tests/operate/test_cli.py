@@ -103,12 +103,16 @@ def _subprocess(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, **env}, timeout=60, check=False)
 
 
-def test_help_stays_light() -> None:
+def test_help_does_not_import_boto3_rich_or_moto() -> None:
+    """The one --help import test: top-level, a provisioning and two operate commands."""
     code = ("import sys\nfrom pipelinectl.cli import main\n"
-            "for args in (['--help'], ['send-test', '--help'], ['dlq', '--help']):\n"
+            "for args in (['--help'], ['up', '--help'], ['send-test', '--help'], "
+            "['dlq', '--help']):\n"
             "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
             "print(sorted(m for m in ('boto3', 'botocore', 'rich', 'moto') if m in sys.modules))")
     result = _subprocess("-c", code)
+    assert result.stdout.count("Usage:") == 4, result.stderr
+    assert "teardown" in result.stdout and "redrive" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from polling import wait_for
+from step_graph import every_resource_count
 
 # One group: with `pytest -n N --dist loadgroup` the whole story shares one local AWS.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-local")]
@@ -161,7 +162,7 @@ def test_status_is_healthy_after_up(local: LocalPipeline) -> None:
     status = local.json("status")
     unhealthy = [(r["name"], r["state"]) for r in status["resources"] if r["health"] != "ok"]
     assert status["healthy"] and not unhealthy, unhealthy
-    assert len(status["resources"]) == 18
+    assert len(status["resources"]) == every_resource_count()
 
 
 def test_send_test_1500_is_stored_and_alerted(

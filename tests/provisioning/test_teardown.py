@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from step_graph import every_resource_count
 
 from pipelinectl import engine
 from pipelinectl.config import TAG_KEY
@@ -43,7 +44,7 @@ def test_teardown_leaves_nothing_and_a_second_one_has_nothing_to_do(pipeline: An
     s3.delete_object(Bucket=bucket, Key="incoming/a.csv")
     changes = engine.teardown(p.ctx)
     assert {c.action for c in changes} == {"delete"}
-    assert len(changes) == 18
+    assert len(changes) == every_resource_count()
     assert everything_named(p) == []
     key = p.client("kms").list_keys()["Keys"][0]["KeyId"]
     assert p.client("kms").describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == \

@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from step_graph import every_resource_count
+
 from pipelinectl import engine
 from pipelinectl.config import EVENTBRIDGE_TAG_KEY, TAG_KEY
 
@@ -26,7 +28,7 @@ def test_up_creates_every_resource_with_its_settings(pipeline: Any) -> None:
     p = pipeline()
     changes = engine.apply(p.ctx)
     assert {c.action for c in changes} == {"create"}
-    assert len(changes) == 18
+    assert len(changes) == every_resource_count()
 
     # Queues: SSE, redrive to the DLQ, visibility >= 6 x function timeout, SNS-only policy.
     sqs = p.client("sqs")
@@ -230,7 +232,7 @@ def test_steps_one_by_one_in_readme_order_reach_the_state_of_up(
     p = pipeline()
     assert {c.action for c in engine.plan(p.ctx)} == {"unchanged"}
     rows = engine.status(p.ctx)
-    assert len(rows) == 18 and all(r.health == "ok" for r in rows), rows
+    assert len(rows) == every_resource_count() and all(r.health == "ok" for r in rows), rows
 
 
 def test_a_step_run_before_what_it_needs_says_which_step_to_run(cli: Any) -> None:
