@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -249,10 +250,8 @@ class Renderer:
         self.console.print(line, soft_wrap=True)
 
 def summarize(changes: Sequence[Change]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for change in changes:
-        counts[change.action] = counts.get(change.action, 0) + 1
-    return dict(sorted(counts.items()))
+    """How many changes of each action, sorted by action (the JSON `summary`)."""
+    return dict(sorted(Counter(change.action for change in changes).items()))
 
 
 def _progress_line(event: Progress, total: float) -> Text:
