@@ -19,7 +19,7 @@ from pipelinectl.clients import ClientFactory
 from pipelinectl.config import Config, check_names
 from pipelinectl.errors import NotOursError, PipelineError, translate
 from pipelinectl.resources import build, build_for_teardown
-from pipelinectl.resources.base import Change, Context, Resource, StatusRow
+from pipelinectl.resources.base import Change, Context, Observed, Resource, StatusRow
 from pipelinectl.steps import STEP_ORDER, STEPS, dependents, read_for, stopped_by
 
 MAX_PARALLEL_STEPS = 6  # the widest level of the step graph has five steps
@@ -68,14 +68,29 @@ def resources(ctx: Context, steps: Iterable[str]) -> list[Resource]:
 
 
 def plan(ctx: Context, steps: Iterable[str] = STEP_ORDER) -> list[Change]:
-    """What `up` would do; read-only calls only. Every resource is read before any is
-    compared, so what one learns (ctx.learned) is known to the desired() of the others
-    whatever the order; the steps the chosen ones need are read for that too."""
+    """What `up` would do; read-only calls only."""
+    return [change for change, _ in survey(ctx, steps)]
+
+
+Seen = tuple[Change, Observed | None]
+
+
+def survey(ctx: Context, steps: Iterable[str]) -> list[Seen]:
+    """Each resource of these steps read once, with what `up` would do to it. Every resource
+    is read before any is compared, so what one learns (ctx.learned) is known to the
+    desired() of the others whatever the order; the steps the chosen ones need are read for
+    that too, and an untaggable resource's parents are judged from these same reads."""
     chosen = set(steps)
     wanted = chosen | {need for step in chosen for need in STEPS[step].needs}
     with aws_errors(ctx):
-        seen = [(r, r.read()) for r in resources(ctx, [s for s in STEP_ORDER if s in wanted])]
-        return [r.plan(observed, read=False) for r, observed in seen if r.step in chosen]
+        found = [(r, r.read()) for r in resources(ctx, [s for s in STEP_ORDER if s in wanted])]
+        seen = {(r.kind, r.name): observed for r, observed in found}
+        result: list[Seen] = []
+        for resource, observed in found:
+            if resource.step in chosen:
+                resource.seen = seen
+                result.append((resource.plan(observed, read=False), observed))
+        return result
 
 
 def status(ctx: Context) -> list[StatusRow]:
@@ -147,12 +162,20 @@ def checked_plan(ctx: Context, steps: Iterable[str]) -> tuple[list[Change], Refu
 def apply(ctx: Context, steps: Iterable[str] = STEP_ORDER,
           on_progress: ProgressCallback | None = None) -> list[Change]:
     """Plan first (read-only): a resource that is not ours stops its step and every step that
-    would name it, so nothing of ours ever points at someone else's resource."""
+    would name it, so nothing of ours ever points at someone else's resource.
+
+    The plan's reads are reused: a resource it found unchanged is not read again, unless a
+    step it needs (directly or not) changed something in this run (what that step learned,
+    e.g. a new key's ARN, may change what it wants). Everything else is read afresh by its
+    step, right before it is changed."""
     chosen = [s for s in STEP_ORDER if s in set(steps)]
-    _, refused = checked_plan(ctx, chosen)
+    seen = survey(ctx, read_for(chosen))
+    refused = refusal([change for change, _ in seen], chosen)
+    unchanged = {(c.kind, c.name): (c, observed) for c, observed in seen
+                 if c.action == "unchanged" and observed is not None}
     needs = {s: {n for n in STEPS[s].needs if n in chosen} for s in chosen}
     return _run_graph(ctx, needs, lambda r: r.apply(), on_progress, reverse=False,
-                      refused=refused)
+                      refused=refused, unchanged=unchanged)
 
 
 def teardown(ctx: Context, keep_data: bool = False,
@@ -169,18 +192,24 @@ def teardown(ctx: Context, keep_data: bool = False,
 StepResult = tuple[list[Change], PipelineError | None]
 
 
+Unchanged = dict[tuple[str, str], tuple[Change, Observed]]
+
+
 def _run_step(ctx: Context, step: str, work: Callable[[Resource], Change],
-              notify: ProgressCallback, reverse: bool) -> StepResult:
+              notify: ProgressCallback, reverse: bool, unchanged: Unchanged) -> StepResult:
     """One step's resources in order (reversed for teardown), reporting each. Returns what
-    was done, and the error that stopped the step: what it did before stays reported."""
+    was done, and the error that stopped the step: what it did before stays reported.
+    `unchanged`: what the plan found unchanged and may be taken as is (see apply)."""
     items = build_for_teardown(step, ctx) if reverse else build(step, ctx)
     changes: list[Change] = []
     for resource in reversed(items) if reverse else items:
         notify(Progress("start", step, resource.kind, resource.name))
         started = time.monotonic()
         resource.progress = _waiting(notify, step, resource, started)
+        known = unchanged.get((resource.kind, resource.name))
         try:
-            change = work(resource)
+            change = replace(known[0], arn=resource.arn_of(known[1])) if known \
+                else work(resource)
         except Exception as exc:
             error = exc if isinstance(exc, PipelineError) else translate(
                 exc, endpoint=ctx.factory.endpoint_url)
@@ -204,7 +233,8 @@ def _waiting(notify: ProgressCallback, step: str, resource: Resource,
 
 def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
                work: Callable[[Resource], Change], on_progress: ProgressCallback | None,
-               *, reverse: bool, refused: Refusal | None = None) -> list[Change]:
+               *, reverse: bool, refused: Refusal | None = None,
+               unchanged: Unchanged | None = None) -> list[Change]:
     """Start each step once everything it waits for is done (graphlib's TopologicalSorter
     hands out the ready ones). A failed step blocks only the steps that wait on it
     (directly or not); the others run to the end, so one re-run finishes the job. The first
@@ -227,7 +257,10 @@ def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
                     blocked.add(step)  # never starts; what waits for it is blocked in turn
                     graph.done(step)
                 else:
-                    running[pool.submit(_run_step, ctx, step, work, notify, reverse)] = step
+                    reuse = unchanged if unchanged and not _changed_before(
+                        step, waits_for, done) else {}
+                    running[pool.submit(_run_step, ctx, step, work, notify, reverse,
+                                        reuse)] = step
             if not running:
                 continue
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -250,6 +283,18 @@ def _run_graph(ctx: Context, waits_for: dict[str, set[str]],
     if refused is not None:
         raise StepFailed(refused.message(), changes, NotOursError.exit_code)
     return changes
+
+
+def _changed_before(step: str, waits_for: dict[str, set[str]],
+                    done: dict[str, list[Change]]) -> bool:
+    """Whether a step this one waits for, directly or not, changed anything in this run."""
+    upstream, stack = set(), list(waits_for.get(step, ()))
+    while stack:
+        name = stack.pop()
+        if name not in upstream:
+            upstream.add(name)
+            stack.extend(waits_for.get(name, ()))
+    return any(c.action != "unchanged" for name in upstream for c in done.get(name, ()))
 
 
 def _parallel_map(fn: Callable[[str], list[StatusRow]],

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -163,6 +163,9 @@ class Resource(ABC):
     secret_fields: ClassVar[frozenset[str]] = frozenset()
     #: Set by the engine for the run: tells the user what this resource is waiting for.
     progress: Callable[[str], None] | None = None
+    #: Set by the engine's pre-plan: what it read of every resource, by (kind, name), so an
+    #: untaggable resource judges its parents' ownership without reading them again.
+    seen: Mapping[tuple[str, str], Observed | None] | None = None
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -221,7 +224,9 @@ class Resource(ABC):
     def owner_problem(self, observed: Observed) -> str | None:
         if not self.taggable:
             for parent in self.parents():
-                seen = parent.read()
+                key = (parent.kind, parent.name)
+                seen = self.seen[key] if self.seen is not None and key in self.seen \
+                    else parent.read()
                 problem = parent.owner_problem(seen) if seen is not None else None
                 if problem:
                     return f"hangs off {parent.kind} {parent.name}, which {problem}"

@@ -13,14 +13,38 @@ from pipelinectl import engine, packaging
 READS = ("Get", "List", "Describe", "Head")
 
 
-def test_second_up_makes_no_mutating_call(pipeline: Any) -> None:
+def test_second_up_makes_no_mutating_call_and_reads_each_resource_once(pipeline: Any) -> None:
     p = pipeline()
     engine.apply(p.ctx)
+    p.fresh()
+    engine.plan(p.ctx)
+    one_read_each = sorted(str(c) for c in p.calls)
+    assert {"iam.GetRole", "s3.HeadBucket", "lambda.ListEventSourceMappings"} <= set(
+        one_read_each)
     p.fresh()
     changes = engine.apply(p.ctx)
     assert {c.action for c in changes} == {"unchanged"}
     assert p.mutating() == []
-    assert len(p.calls) > 17  # it did read every resource
+    # the conflict check's reads are reused: a no-op `up` costs what `plan` costs
+    assert sorted(str(c) for c in p.calls) == one_read_each
+
+
+def test_what_follows_a_change_is_read_afresh(pipeline: Any) -> None:
+    """The plan's reads are reused only where nothing the step needs changed in this run."""
+    p = pipeline()
+    engine.apply(p.ctx)
+    sqs = p.client("sqs")
+    dlq = sqs.get_queue_url(QueueName="ecommerce-transactions-dlq")["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=dlq, Attributes={"MessageRetentionPeriod": "60"})
+    p.fresh()
+    changes = engine.apply(p.ctx)
+    assert [(c.kind, c.action) for c in changes if c.action != "unchanged"] == [
+        ("SQS dead-letter queue", "update")]
+    reads = [str(c) for c in p.calls]
+    # the plan's, then the lambda step's, then the mapping's check of its parent's owner
+    # (subscribe needs lambda, which needs queue)
+    assert reads.count("lambda.GetFunction") == 3
+    assert reads.count("s3.HeadBucket") == 1  # nothing the bucket needs changed
 
 
 def test_plan_on_an_empty_account_lists_every_create_and_mutates_nothing(pipeline: Any) -> None:
