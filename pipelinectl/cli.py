@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipelinectl import __version__, cli_data, cli_operate
-from pipelinectl.cli_state import CliState, local_port_option, pass_state
+from pipelinectl.cli_state import CliState, confirm_or_refuse, local_port_option, pass_state
 from pipelinectl.errors import PipelineError, UsageError
 from pipelinectl.steps import STEP_ORDER, STEPS
 
@@ -206,11 +206,7 @@ def teardown(state: CliState, yes: bool, keep_data: bool) -> None:
     pipeline = state.context()
     out = state.renderer()
     where = f"pipeline {pipeline.config.name} in {pipeline.account}/{pipeline.region}"
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError("teardown deletes resources: pass --yes to confirm in a "
-                             "non-interactive shell.")
-        click.confirm(f"Delete every resource of {where}?", abort=True)
+    confirm_or_refuse(yes, f"Delete every resource of {where}?", "teardown deletes resources")
     with out.progress("deleting") as on_progress:
         changes = engine.teardown(pipeline, keep_data, on_progress)
     if all(c.action == "absent" for c in changes):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import click
 
-from pipelinectl.cli_operate import _confirm_or_refuse
-from pipelinectl.cli_state import CliState, pass_state
+from pipelinectl.cli_state import CliState, confirm_or_refuse, pass_state
 from pipelinectl.errors import PipelineError
 
 # -- replay -------------------------------------------------------------------------------
@@ -48,7 +47,7 @@ def replay(state: CliState, prefix: str, since: str | None, until: str | None,
     out = state.renderer()
     objects = core.select(pipeline, selection)
     if not dry_run and len(objects) > core.CONFIRM_ABOVE:
-        _confirm_or_refuse(yes, f"Replay {len(objects)} objects of "
+        confirm_or_refuse(yes, f"Replay {len(objects)} objects of "
                                 f"s3://{pipeline.names.bucket}/{prefix}?",
                            f"replay of {len(objects)} objects (over {core.CONFIRM_ABOVE})")
     with render_ops.replay_progress(out, 0 if dry_run else len(objects)) as on_tick:

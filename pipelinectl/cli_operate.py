@@ -7,14 +7,13 @@ inside the commands so `pipelinectl --help` stays fast.
 
 from __future__ import annotations
 
-import sys
 import time
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from pipelinectl.cli_state import CliState, local_port_option, pass_state
+from pipelinectl.cli_state import CliState, confirm_or_refuse, local_port_option, pass_state
 from pipelinectl.errors import PipelineError, UsageError
 
 if TYPE_CHECKING:
@@ -39,15 +38,6 @@ def _transaction_type(ctx: click.Context, param: click.Parameter, value: str) ->
         raise click.BadParameter("must not be empty: it becomes the TransactionType message "
                                  "attribute, and SNS and SQS refuse an empty value.")
     return value
-
-
-def _confirm_or_refuse(yes: bool, what: str, usage: str) -> None:
-    """Ask on a terminal; refuse (exit 2) in a non-interactive shell, as teardown does."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"{usage}: pass --yes to confirm in a non-interactive shell.")
-    click.confirm(what, abort=True)
 
 
 # -- send-test ----------------------------------------------------------------------------
@@ -194,7 +184,7 @@ def dlq_purge(state: CliState, yes: bool) -> None:
 
     pipeline = state.context()
     where = f"{pipeline.names.dlq} in {pipeline.account}/{pipeline.region}"
-    _confirm_or_refuse(yes, f"Delete every message in {where}?",
+    confirm_or_refuse(yes, f"Delete every message in {where}?",
                        "dlq purge deletes messages")
     count = core.purge(pipeline)
     out = state.renderer()

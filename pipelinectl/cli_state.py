@@ -6,6 +6,7 @@ imports the other's internals. Click only at import: `pipelinectl --help` stays 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from pipelinectl.config import LOCAL_DEFAULT_PORT
+from pipelinectl.errors import UsageError
 
 if TYPE_CHECKING:
     from pipelinectl.render import Renderer
@@ -83,3 +85,12 @@ class CliState:
 
 
 pass_state = click.make_pass_decorator(CliState)
+
+
+def confirm_or_refuse(yes: bool, what: str, usage: str) -> None:
+    """Ask on a terminal; refuse (exit 2) in a non-interactive shell (teardown, dlq purge)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{usage}: pass --yes to confirm in a non-interactive shell.")
+    click.confirm(what, abort=True)

@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -36,29 +36,30 @@ PLACEHOLDER_ACCOUNT = "000000000000"
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
                       1827, 2192, 2557, 2922, 3288, 3653)
 
-# Scalar settings: key -> (type, default). Bounds are AWS's own limits (see _check_limits).
-SETTINGS: dict[str, tuple[type, Any]] = {
-    "name": (str, DEFAULT_NAME),
-    "region": (str, None),
-    "profile": (str, None),
-    "endpoint_url": (str, None),
-    "alert_threshold": (Decimal, Decimal("1000")),
-    "alert_email": (str, None),
-    "batch_size": (int, 10),
-    "batching_window_seconds": (int, 0),
-    "function_timeout": (int, 30),
-    "function_memory": (int, 256),
-    "visibility_timeout": (int, None),
-    "max_receive_count": (int, 5),
-    "message_retention_days": (int, 4),
-    "log_retention_days": (int, 14),
-    "bucket_versioning": (bool, False),
-    "topic_kms_key": (str, "pipeline"),
-    "conflicting_duplicates": (str, "reject"),
-    "maximum_concurrency": (int, None),
-    "reserved_concurrency": (int, None),
-    "part_size_kb": (int, None),
-    "split_threshold_kb": (int, None),
+# Scalar settings: key -> the type a file, environment or flag value is read as. Bounds are
+# AWS's own limits (see _check_limits); defaults are the Config dataclass's (SETTINGS).
+SETTING_TYPES: dict[str, type] = {
+    "name": str,
+    "region": str,
+    "profile": str,
+    "endpoint_url": str,
+    "alert_threshold": Decimal,
+    "alert_email": str,
+    "batch_size": int,
+    "batching_window_seconds": int,
+    "function_timeout": int,
+    "function_memory": int,
+    "visibility_timeout": int,
+    "max_receive_count": int,
+    "message_retention_days": int,
+    "log_retention_days": int,
+    "bucket_versioning": bool,
+    "topic_kms_key": str,
+    "conflicting_duplicates": str,
+    "maximum_concurrency": int,
+    "reserved_concurrency": int,
+    "part_size_kb": int,
+    "split_threshold_kb": int,
 }
 #: What the processor does with a second, different version of a stored transaction.
 DUPLICATE_POLICIES = ("reject", "last_wins")
@@ -202,6 +203,12 @@ class Config:
 
     def resource_tags(self) -> dict[str, str]:
         return {**self.tags, TAG_KEY: self.name}
+
+
+#: key -> (type, default), the default written once, in Config.
+SETTINGS: dict[str, tuple[type, Any]] = {
+    f.name: (SETTING_TYPES[f.name], f.default) for f in fields(Config)
+    if f.name in SETTING_TYPES}
 
 
 @dataclass(frozen=True)

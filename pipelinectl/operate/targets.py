@@ -13,7 +13,8 @@ from typing import Any
 from pipelinectl.clients import Client
 from pipelinectl.config import Names
 from pipelinectl.errors import PipelineError
-from pipelinectl.resources.base import Context, error_code
+from pipelinectl.resources.base import Context
+from pipelinectl.resources.queues import DeadLetterQueue, Queue
 
 # Injected into the waiting loops so tests can play time forward instead of sleeping.
 Clock = Callable[[], float]
@@ -47,22 +48,19 @@ class Targets:
         return self.ctx.arn("sqs", self.names.dlq)
 
     def queue_url(self) -> str:
-        return self._url(self.names.queue, "queue")
+        return self._url(Queue(self.ctx))
 
     def dlq_url(self) -> str:
-        return self._url(self.names.dlq, "dead-letter queue")
+        return self._url(DeadLetterQueue(self.ctx))
 
-    def _url(self, name: str, what: str) -> str:
-        if name not in self._urls:
-            sqs = self.client("sqs")
-            try:
-                self._urls[name] = str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
-            except Exception as exc:
-                if error_code(exc) in {"AWS.SimpleQueueService.NonExistentQueue",
-                                       "QueueDoesNotExist"}:
-                    raise self.missing(f"SQS {what}", name) from exc
-                raise
-        return self._urls[name]
+    def _url(self, queue: Queue | DeadLetterQueue) -> str:
+        """The queue's URL, looked up once (by the resource's own lookup)."""
+        if queue.name not in self._urls:
+            url = queue.url()
+            if url is None:
+                raise self.missing(queue.kind, queue.name)
+            self._urls[queue.name] = url
+        return self._urls[queue.name]
 
     def missing(self, kind: str, name: str) -> PipelineError:
         return PipelineError(

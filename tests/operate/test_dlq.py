@@ -351,3 +351,23 @@ def test_redrive_hands_the_event_back_without_eventbridge_failure_attributes(
         QueueUrl=targets.queue_url(), MessageAttributeNames=["All"])["Messages"]
     assert json.loads(moved["Body"]) == S3_EVENT  # the processor unwraps this event
     assert "MessageAttributes" not in moved
+
+
+def test_redrive_and_the_processor_count_message_bytes_as_sqs_does() -> None:
+    """SQS counts a message's size as its body plus, per attribute, name + data type + value
+    (SQS API Reference, MessageAttributeValue: "All parts of the message attribute, including
+    Name, Type, and Value, are part of the message size restriction"); the two batchers share
+    no code (lambda_src ships alone), so both are checked on the same entries."""
+    from lambda_src.rejects import entry_bytes
+
+    entries = [
+        {"Id": "0", "MessageBody": "héllo"},  # 6 bytes in UTF-8
+        {"Id": "1", "MessageBody": "x", "MessageAttributes": {
+            "ErrorCode": {"DataType": "String", "StringValue": "bad"},  # 9 + 6 + 3
+            "Blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"}}},  # 4 + 6 + 2
+        {"Id": "2", "MessageBody": "z", "MessageAttributes": {
+            "Ü": {"DataType": "String", "StringValue": "v"}}},  # 2 + 6 + 1
+    ]
+    expected = [6, 1 + 18 + 12, 1 + 9]
+    assert [dlq._entry_bytes(e) for e in entries] == expected
+    assert [entry_bytes(e) for e in entries] == expected

@@ -178,3 +178,10 @@ def test_conflicting_duplicates_is_checked_and_reaches_the_function(tmp_path: Pa
     with pytest.raises(UsageError, match='conflicting_duplicates must be "reject" or '
                                          '"last_wins", not \'overwrite\''):
         config.load({}, {"PIPELINECTL_CONFLICTING_DUPLICATES": "overwrite"})
+
+
+def test_every_setting_has_its_default_in_config_alone(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no pipeline.toml
+    assert set(config.SETTINGS) == set(config.SETTING_TYPES)  # none lost on the way
+    assert config.load({}, {}) == config.Config()
