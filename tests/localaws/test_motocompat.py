@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -42,8 +43,12 @@ def client(service: str) -> Any:
 
 
 @pytest.mark.parametrize("version", ["5.2.1", "5.2.5", "5.2.99", "5.2.6.dev3"])
-def test_tested_versions_pass(version: str) -> None:
-    motocompat.check_moto_version(version)
+def test_tested_versions_pass(version: str, monkeypatch: pytest.MonkeyPatch,
+                              caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv(motocompat.SKIP_VERSION_CHECK_ENV, raising=False)  # no override
+    with caplog.at_level(logging.WARNING):
+        assert motocompat.check_moto_version(version) is None  # accepted, not raised
+    assert "outside the tested range" not in caplog.text  # in range, not waved through
 
 
 @pytest.mark.parametrize("version", ["5.2.0", "5.3.0", "6.0.0", "4.2.14"])
@@ -57,9 +62,12 @@ def test_untested_versions_are_refused_with_the_fix(
         motocompat.check_moto_version(version)
 
 
-def test_version_check_can_be_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_version_check_can_be_overridden(monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv(motocompat.SKIP_VERSION_CHECK_ENV, "1")
-    motocompat.check_moto_version("6.0.0")
+    with caplog.at_level(logging.WARNING):
+        motocompat.check_moto_version("6.0.0")  # would raise without the override
+    assert "moto 6.0.0 is outside the tested range; patching anyway" in caplog.text
 
 
 def test_installed_moto_is_in_range() -> None:

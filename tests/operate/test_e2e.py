@@ -16,7 +16,7 @@ import re
 import socket
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,9 +212,20 @@ def test_a_file_with_good_and_bad_rows(local: LocalPipeline) -> None:
     rejects = [json.loads(line) for line in body.splitlines()]
     assert sorted(r["row"] for r in rejects) == [3, 4]
     assert all(r["reason"] for r in rejects)
-    time.sleep(1)  # anything written back under incoming/ would show up by now
+    # The invocation is over once its message has left the queue (the mapping deletes it
+    # after the batch returned): only then does nothing under incoming/ prove nothing was
+    # written back there.
+    sqs = local.client("sqs")
+    url = sqs.get_queue_url(QueueName=names["queue"])["QueueUrl"]
+    wait_for(lambda: _queue_empty(sqs, url), 15, "the file's message consumed")
     listed = s3.list_objects_v2(Bucket=names["bucket"], Prefix="incoming/e2e/")
     assert [o["Key"] for o in listed.get("Contents", [])] == ["incoming/e2e/file.csv"]
+
+
+def _queue_empty(sqs: Any, url: str) -> bool:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return all(int(value) == 0 for value in attrs.values())
 
 
 def test_the_smoke_test_passes(local: LocalPipeline) -> None:
@@ -309,13 +320,24 @@ def test_logs_show_the_handler_lines(local: LocalPipeline) -> None:
     follower = subprocess.Popen([sys.executable, "-m", "pipelinectl", "--local", "--output",
                                  "json", "logs", "--follow", "--since", "1s"], cwd=local.cwd,
                                 env=local.env, stdout=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in follower.stdout or ():
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         local.ok("send-test", "--amount", "5", "--id", "e2e-followed")
-        time.sleep(3)
+        # the follower printed the batch's line (no fixed sleep: it may take a poll or two)
+        wait_for(lambda: any("batch processed" in line for line in lines), 20,
+                 "the followed batch line")
     finally:
         follower.terminate()
-        out, _ = follower.communicate(timeout=20)
-    followed = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        follower.wait(timeout=20)
+        reader.join(timeout=20)
+    followed = [json.loads(line) for line in lines if line.startswith("{")]
     assert any("batch processed" in e["message"] for e in followed)
     assert len({e["event_id"] for e in followed}) == len(followed)  # each event once
 
