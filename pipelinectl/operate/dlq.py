@@ -12,9 +12,8 @@ Why each choice:
   Reference, "Common Errors"; InvalidAction 400 there is "the action requested is
   invalid"): botocore retries it and, if it persists, the command fails; it never silently
   turns into another method. The fallback moves at most 10 entries and 1 MiB per batch call
-  (AWS's limits,
-  botocore's SQS model; moto does not enforce the count). Only messages that reached the
-  queue are deleted from the DLQ.
+  (AWS's limits, botocore's SQS model; moto does not enforce the count). Only messages that
+  reached the queue are deleted from the DLQ.
   A redrive moves at most the messages present when it started, so a poison message the
   processor sends straight back cannot make it loop.
 - Two writers share the DLQ: the processor (ErrorCode, ErrorReason, ...) and EventBridge,
@@ -220,7 +219,9 @@ def redrive(ctx: Context, *, limit: int | None = None,
                 moved, status = _wait_for_task(targets, handle, sleep)
                 return RedriveResult("move-task", names.dlq, names.queue, moved, 0, handle,
                                      status)
-        moved, failed = move_by_hand(targets.client("sqs"), dlq_url, queue_url, limit)
+        visible, _ = targets.queue_depth(dlq_url)
+        moved, failed = move_by_hand(targets.client("sqs"), dlq_url, queue_url,
+                                     visible if limit is None else min(visible, limit))
     return RedriveResult("receive-send-delete", names.dlq, names.queue, moved, failed)
 
 
@@ -266,17 +267,14 @@ def _wait_for_task(targets: Targets, handle: str,
     return int(task.get("ApproximateNumberOfMessagesMoved", 0)), status
 
 
-def move_by_hand(sqs: Client, dlq_url: str, queue_url: str,
-                 limit: int | None = None) -> tuple[int, int]:
-    """Receive -> SendMessageBatch -> DeleteMessageBatch; returns (moved, failed).
+def move_by_hand(sqs: Client, dlq_url: str, queue_url: str, wanted: int) -> tuple[int, int]:
+    """Receive -> SendMessageBatch -> DeleteMessageBatch of `wanted` messages; returns
+    (moved, failed).
 
-    The count is fixed up front: messages that come back to the DLQ while we work (the
-    processor rejecting them again) wait for the next redrive instead of looping here.
+    The count is fixed up front (by the caller, from the DLQ's depth): messages that come
+    back to the DLQ while we work (the processor rejecting them again) wait for the next
+    redrive instead of looping here.
     """
-    visible = int(sqs.get_queue_attributes(
-        QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"].get("ApproximateNumberOfMessages", 0))
-    wanted = visible if limit is None else min(visible, limit)
     moved = failed = 0
     pending: list[dict[str, Any]] = []
     for message in _receive_up_to(sqs, dlq_url, wanted, MOVE_HIDE_SECONDS):
