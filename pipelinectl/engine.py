@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from graphlib import TopologicalSorter
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pipelinectl.clients import ClientFactory
 from pipelinectl.config import Config, check_names
@@ -22,6 +22,7 @@ from pipelinectl.resources import build, build_for_teardown
 from pipelinectl.resources.base import Change, Context, Observed, Resource, StatusRow
 from pipelinectl.steps import STEP_ORDER, STEPS, dependents, read_for, stopped_by
 
+T = TypeVar("T")
 MAX_PARALLEL_STEPS = 6  # the widest level of the step graph has five steps
 
 
@@ -82,8 +83,14 @@ def survey(ctx: Context, steps: Iterable[str]) -> list[Seen]:
     that too, and an untaggable resource's parents are judged from these same reads."""
     chosen = set(steps)
     wanted = chosen | {need for step in chosen for need in STEPS[step].needs}
+    order = [s for s in STEP_ORDER if s in wanted]
+
+    def read(step: str) -> list[tuple[Resource, Observed | None]]:
+        return [(r, r.read()) for r in build(step, ctx)]
+
     with aws_errors(ctx):
-        found = [(r, r.read()) for r in resources(ctx, [s for s in STEP_ORDER if s in wanted])]
+        by_step = _parallel_map(read, order)  # reads only: their order does not matter
+        found = [pair for step in order for pair in by_step[step]]
         seen = {(r.kind, r.name): observed for r, observed in found}
         result: list[Seen] = []
         for resource, observed in found:
@@ -297,8 +304,7 @@ def _changed_before(step: str, waits_for: dict[str, set[str]],
     return any(c.action != "unchanged" for name in upstream for c in done.get(name, ()))
 
 
-def _parallel_map(fn: Callable[[str], list[StatusRow]],
-                  steps: Iterable[str]) -> dict[str, list[StatusRow]]:
+def _parallel_map(fn: Callable[[str], T], steps: Iterable[str]) -> dict[str, T]:
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL_STEPS) as pool:
         futures = {step: pool.submit(fn, step) for step in steps}
         return {step: future.result() for step, future in futures.items()}
