@@ -6,7 +6,6 @@ Heavy modules (boto3, rich, moto) are imported inside commands so `--help` stays
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +60,8 @@ def _fail(ctx: click.Context, message: str, code: int, error: BaseException | No
     if ctx.meta.get(DETAILED_EXITCODE):
         code = 1
     if verbose and error is not None:
+        import traceback  # only here: it costs start-up time every command would pay
+
         traceback.print_exception(error, file=sys.stderr)
     click.secho("Error: ", fg="red", bold=True, err=True, nl=False)
     click.echo(message, err=True)

@@ -194,3 +194,13 @@ def test_the_demo_points_its_commands_at_its_own_port_without_the_environment(
         assert run.context().factory.endpoint_url == endpoint
         assert not endpoint.endswith(":4566")
     assert os.environ["PIPELINECTL_LOCAL_PORT"] == "4566"
+
+
+def test_version_answers_as_click_would_without_importing_click() -> None:
+    code = ("import sys\nsys.argv = ['pipelinectl', '--version']\n"
+            "from pipelinectl.__main__ import run\nrun()\n"
+            "print(sorted(m for m in ('click', 'boto3', 'rich') if m in sys.modules))")
+    result = _subprocess("-c", code)
+    first, imported = result.stdout.strip().splitlines()
+    assert first == _run("--version").output.strip() == "pipelinectl, version 0.1.0"
+    assert imported == "[]", result.stderr
