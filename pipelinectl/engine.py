@@ -174,7 +174,12 @@ def apply(ctx: Context, steps: Iterable[str] = STEP_ORDER,
     The plan's reads are reused: a resource it found unchanged is not read again, unless a
     step it needs (directly or not) changed something in this run (what that step learned,
     e.g. a new key's ARN, may change what it wants). Everything else is read afresh by its
-    step, right before it is changed."""
+    step, right before it is changed, creations included: several creates answer success
+    for a resource that exists (SNS CreateTopic "is idempotent" and returns the existing
+    topic; SQS CreateQueue returns an existing queue's URL when the attributes match;
+    CloudWatch PutMetricAlarm "creates or updates"; S3 CreateBucket in us-east-1 "returns
+    200 OK" for a bucket you own, per BucketAlreadyOwnedByYou in the S3 API Reference), so
+    only a fresh read keeps `up` from taking over what another run or pipeline made."""
     chosen = [s for s in STEP_ORDER if s in set(steps)]
     seen = survey(ctx, read_for(chosen))
     refused = refusal([change for change, _ in seen], chosen)

@@ -10,8 +10,9 @@ Why each choice:
   by answering that the action is not implemented (HTTP 501, UnsupportedOperation, ...).
   A 500 or 503 is a transient failure (InternalFailure 500, ServiceUnavailable 503: SQS API
   Reference, "Common Errors"; InvalidAction 400 there is "the action requested is
-  invalid"): botocore retries it and, if it persists, the command fails; it never silently
-  turns into another method. The fallback moves at most 10 entries and 1 MiB per batch call
+  invalid"): botocore's standard mode retries it (Boto3 guide, "Retries": HTTP 500, 502,
+  503, 504) and, if it persists, the command fails; it never silently turns into another
+  method. The fallback moves at most 10 entries and 1 MiB per batch call
   (AWS's limits, botocore's SQS model; moto does not enforce the count). Only messages that
   reached the queue are deleted from the DLQ.
   A redrive moves at most the messages present when it started, so a poison message the

@@ -283,7 +283,8 @@ def test_a_persistent_500_fails_the_redrive_and_moves_nothing_by_hand(
     answered = _answer_move_task_with(ctx, [500], monkeypatch)
     with pytest.raises(PipelineError):
         dlq.redrive(ctx, sleep=lambda _s: None)
-    # botocore's Config retries max_attempts=8 (clients.py) counts retries: 1 + 8 attempts
+    # clients.py: retries max_attempts=8, which counts retries (Boto3 guide, "Retries";
+    # total_max_attempts would count the first request): 1 + 8 attempts
     assert len(answered) == 9
     assert "SendMessageBatch" not in operations(ctx)
     assert targets.queue_depth(targets.dlq_url()) == (1, 0)
