@@ -54,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pipelinectl.localaws.motocompat import _MISSING, _Patch
+from pipelinectl.localaws.motocompat import _Patch, install, uninstall
 
 log = logging.getLogger(__name__)
 
@@ -131,23 +131,11 @@ def apply(mode: str) -> None:
     if mode == "off":
         revert()
         return
-    if not _applied:
-        _applied.extend(_patches())
-        for patch in _applied:
-            patch.original = patch.owner.__dict__.get(patch.name, _MISSING)
-    for patch in _applied:
-        if not patch.in_place:
-            patch.installed = patch.build(patch.original)
-            setattr(patch.owner, patch.name, patch.installed)
+    install(_applied, _patches)
 
 
 def revert() -> None:
-    while _applied:
-        patch = _applied.pop()
-        if patch.original is _MISSING:
-            delattr(patch.owner, patch.name)
-        else:
-            setattr(patch.owner, patch.name, patch.original)
+    uninstall(_applied)
 
 
 def describe() -> dict[str, Any]:

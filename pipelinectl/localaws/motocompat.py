@@ -141,24 +141,37 @@ def apply() -> None:
     with _lock:
         if not _applied:
             check_moto_version()
-            _applied.extend(_patches())
-            for patch in _applied:
-                patch.original = patch.owner.__dict__.get(patch.name, _MISSING)
-        for patch in _applied:
-            if not patch.in_place:
-                patch.installed = patch.build(patch.original)
-                setattr(patch.owner, patch.name, patch.installed)
+        install(_applied, _patches)
+
+
+def install(applied: list[_Patch], make: Callable[[], list[_Patch]]) -> None:
+    """Install a set of patches (made by ``make`` the first time, their originals recorded)
+    into ``applied``; one that something else replaced since is installed again. Shared by
+    these patches and the consistency emulation's (consistency.py)."""
+    if not applied:
+        applied.extend(make())
+        for patch in applied:
+            patch.original = patch.owner.__dict__.get(patch.name, _MISSING)
+    for patch in applied:
+        if not patch.in_place:
+            patch.installed = patch.build(patch.original)
+            setattr(patch.owner, patch.name, patch.installed)
+
+
+def uninstall(applied: list[_Patch]) -> None:
+    """Put back what ``install`` replaced, newest first, and empty ``applied``."""
+    while applied:
+        patch = applied.pop()
+        if patch.original is _MISSING:
+            delattr(patch.owner, patch.name)
+        else:
+            setattr(patch.owner, patch.name, patch.original)
 
 
 def revert() -> None:
     """Restore moto's own behaviour (for the tests that prove moto still needs the patches)."""
     with _lock:
-        while _applied:
-            patch = _applied.pop()
-            if patch.original is _MISSING:
-                delattr(patch.owner, patch.name)
-            else:
-                setattr(patch.owner, patch.name, patch.original)
+        uninstall(_applied)
 
 
 def is_applied() -> bool:
