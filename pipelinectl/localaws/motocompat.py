@@ -106,10 +106,9 @@ def _patches() -> list[_Patch]:
     from moto.s3.models import FakeBucket
     from moto.s3.responses import S3Response
     from moto.sns.models import Subscription
-    from moto.sqs import models as sqs_models
     from moto.sqs.models import Queue
 
-    from pipelinectl.localaws import enforce, rolecalls
+    from pipelinectl.localaws import enforce, motocompat_sqs, rolecalls
 
     return [
         _Patch(S3Response, "get_bucket_notification", _bucket_notification_with_eventbridge),
@@ -117,10 +116,8 @@ def _patches() -> list[_Patch]:
         _Patch(FakeBucket, "get_permission", lambda _orig: _bucket_get_permission),
         _Patch(Rule, "send_to_targets", _send_to_targets_with_sns),
         _Patch(Queue, "lambda_event_source_mappings", lambda _orig: _NO_SYNC_ESM),
-        _Patch(Queue, "_set_attributes", _set_attributes_keeping_policy),
         _Patch(CloudWatchBackend, "put_metric_alarm", _put_metric_alarm_with_aws_state),
-        _Patch(sqs_models, "unix_time", _fast_clock(1.0)),
-        _Patch(sqs_models, "unix_time_millis", _fast_clock(1000.0)),
+        *motocompat_sqs.patches(_Patch),
         *(_Patch(DynamoDBBackend, name, _serialized_item_write)
           for name in DYNAMODB_ITEM_WRITES),
         # Policy enforcement (enforce.py, rolecalls.py): hooks, inert until enabled.
@@ -464,24 +461,6 @@ _NO_SYNC_ESM = _NoSyncEventSourceMappings()
 
 
 # --------------------------------------------------------------------------------------------
-# e. SetQueueAttributes without Policy wipes the queue policy
-
-
-def _set_attributes_keeping_policy(original: Callable[..., None]) -> Callable[..., None]:
-    """moto's Queue._set_attributes ends with ``self.policy = attributes.get("Policy")``, so
-    changing any other attribute (say the redrive policy) silently deletes the queue policy.
-    AWS changes only the attributes named in the call; so do we."""
-
-    def _set_attributes(self: Any, attributes: dict[str, Any], now: float | None = None) -> None:
-        kept = getattr(self, "policy", None)
-        original(self, attributes, now)
-        if "Policy" not in attributes:
-            self.policy = kept
-
-    return _set_attributes
-
-
-# --------------------------------------------------------------------------------------------
 # f. A new alarm starts in OK; an updated alarm loses its state
 
 
@@ -513,28 +492,6 @@ def _put_metric_alarm_with_aws_state(original: Callable[..., Any]) -> Callable[.
         return alarm
 
     return put_metric_alarm
-
-
-# --------------------------------------------------------------------------------------------
-# g. SQS reads a slow clock once per queued message on every send and receive
-
-
-def _fast_clock(scale: float) -> Callable[[Callable[..., float]], Callable[..., float]]:
-    """moto's SQS computes every queue attribute on each SendMessage (to read one of them), and
-    checks each message's visibility on each ReceiveMessage, reading the clock through
-    ``unix_time()``, which builds and subtracts datetimes (~20 µs). Per call that is O(queue
-    depth) clock reads: 1,000 messages sent in batches took 42 s and draining them 139 s.
-    Same values from ``time.time()``: 2 s and 6 s. Timestamps passed in are still converted
-    by moto's own function.
-    """
-
-    def build(original: Callable[..., float]) -> Callable[..., float]:
-        def clock(dt: Any = None) -> float:
-            return time.time() * scale if dt is None else original(dt)
-
-        return clock
-
-    return build
 
 
 # --------------------------------------------------------------------------------------------
