@@ -79,7 +79,10 @@ def _one_request_per_queue_at_a_time(original: Callable[..., Any]) -> Callable[.
     """moto's threaded server runs requests on one queue at the same time with no lock around
     its message list. Measured under Lambda's concurrent pollers (bench/bench_chaos.py):
     ReceiveMessage iterating the in-flight set while another receive adds to it fails with
-    "Set changed size during iteration" (HTTP 500, retried by botocore), and DeleteMessage
+    "Set changed size during iteration", two receives that both find a message past
+    ``maxReceiveCount`` both move it to the dead-letter queue, and the second fails with
+    "list.remove(x): x not in list" (HTTP 500, retried by botocore; 13 and 47 of them in the
+    first minutes of a 10,000-transaction run, and the DLQ holds the message twice); DeleteMessage
     rebuilds the list from a snapshot and assigns it back, so a message sent in between is
     dropped after SendMessage answered. AWS stores a message redundantly before acknowledging
     SendMessage ("Amazon SQS standard queues", SQS Developer Guide) and serves a nearly
