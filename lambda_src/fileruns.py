@@ -1,7 +1,8 @@
 """A file's run, recorded in the transactions table so `status` and `test` can report it.
 
-One item per object, keyed ``RUN_KEY_PREFIX + s3://bucket/key`` (a transaction id is
-printable, so no transaction can take this key), holding the latest run of that object:
+One item per object, keyed ``RUN_KEY_PREFIX + s3://bucket/key`` (a transaction id is printable,
+so no transaction can take this key; the keys live in lambda_src/runkeys.py, shared with the
+CLI's reader pipelinectl/operate/fileruns.py), holding the latest run of that object:
 its run id, mode, parts, each finished slice's counts, and once every part is done the
 totals (rows, stored, unchanged, rejected), the number of parts and slices and the duration.
 Every write is an UpdateItem (the role's table actions) conditioned on the run id, so a late
@@ -24,17 +25,11 @@ from botocore.exceptions import ClientError
 
 from .errors import error_code
 from .observability import logger
+from .runkeys import COUNTS, LATEST_KEY, RUN_KEY_PREFIX, run_key
 from .split import Work
 from .storage import from_attributes, to_attributes
 
-RUN_KEY_PREFIX = "\x1ffile-run\x1f"
-#: The most recent run to finish or fail, for `status`.
-LATEST_KEY = "\x1ffile-run\x1flatest"
-COUNTS = ("rows", "stored", "unchanged", "rejected")
-
-
-def run_key(bucket: str, key: str) -> str:
-    return f"{RUN_KEY_PREFIX}s3://{bucket}/{key}"
+__all__ = ["COUNTS", "LATEST_KEY", "RUN_KEY_PREFIX", "FileRuns", "SliceCounts", "run_key"]
 
 
 @dataclass
