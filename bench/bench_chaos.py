@@ -25,7 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lambda_src.fileruns import RUN_KEY_PREFIX  # after the path above
+from lambda_src.runkeys import RUN_KEY_PREFIX  # after the path above
+from pipelinectl.resources.queues import only_sender
 
 FAULTS = ("dynamodb:BatchWriteItem|UpdateItem|PutItem=throttle@5%; "
           "sns:Publish|PublishBatch=InternalError@2%; invoke:*=timeout@1%")
@@ -81,11 +82,8 @@ def alert_sink(ctx: Any) -> str:
     name = f"{ctx.config.name}-alert-sink"
     arn, topic = ctx.arn("sqs", name), ctx.arn("sns", ctx.names.alerts_topic)
     # As on AWS, SNS delivers only to a queue whose policy lets the topic send (the local AWS
-    # enforces it): SQS Developer Guide, "Basic examples of Amazon SQS policies".
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
-        "Action": "sqs:SendMessage", "Resource": arn,
-        "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]}
+    # enforces it).
+    policy = only_sender("AlertsTopicSends", "sns.amazonaws.com", arn, topic)
     url = sqs.create_queue(QueueName=name, Attributes={"Policy": json.dumps(policy)})[
         "QueueUrl"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn,

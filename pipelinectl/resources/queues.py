@@ -42,6 +42,17 @@ NAME_REUSE_DELAYS = (5.0,) * 14
 MAX_MESSAGE_BYTES = 1_048_576
 
 
+
+def only_sender(sid: str, service: str, queue_arn: str, source_arn: str) -> dict[str, Any]:
+    """A queue policy that lets one AWS resource (a topic, a rule) send and nothing else: the
+    service principal, sqs:SendMessage, ``ArnEquals aws:SourceArn`` (SQS Developer Guide,
+    "Basic examples of Amazon SQS policies"; SNS Developer Guide, "Fanout to Amazon SQS
+    queues"). SNS and EventBridge deliver to a queue only when its policy allows them."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": sid, "Effect": "Allow", "Principal": {"Service": service},
+        "Action": "sqs:SendMessage", "Resource": queue_arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}}}]}
+
 class _Queue(Resource):
     step = "queue"
 
@@ -158,17 +169,8 @@ class DeadLetterQueue(_Queue):
         # form (events.amazonaws.com, sqs:SendMessage, ArnEquals aws:SourceArn = the rule).
         # The DLQ must be a standard queue in the rule's Region (ours is); SSE-SQS needs no
         # key policy (only a customer-managed KMS key would).
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Sid": "OurRuleDeadLettersOnly",
-                "Effect": "Allow",
-                "Principal": {"Service": "events.amazonaws.com"},
-                "Action": "sqs:SendMessage",
-                "Resource": self.arn,
-                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
-            }],
-        }
+        policy = only_sender("OurRuleDeadLettersOnly", "events.amazonaws.com", self.arn,
+                             rule_arn)
         return {
             "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS),
             "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
@@ -195,17 +197,7 @@ class Queue(_Queue):
     def _attributes(self) -> dict[str, str]:
         config = self.ctx.config
         topic_arn = self.ctx.arn("sns", self.ctx.names.ingest_topic)
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Sid": "IngestTopicSendsOnly",
-                "Effect": "Allow",
-                "Principal": {"Service": "sns.amazonaws.com"},
-                "Action": "sqs:SendMessage",
-                "Resource": self.arn,
-                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
-            }],
-        }
+        policy = only_sender("IngestTopicSendsOnly", "sns.amazonaws.com", self.arn, topic_arn)
         return {
             "VisibilityTimeout": str(config.queue_visibility_timeout),
             "MessageRetentionPeriod": str(config.message_retention_days * 24 * 3600),

@@ -26,6 +26,8 @@ import pytest
 from polling import wait_for
 from step_graph import every_resource_count
 
+from pipelinectl.resources.queues import only_sender
+
 # One group: with `pytest -n N --dist loadgroup` the whole story shares one local AWS.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-local")]
 
@@ -134,11 +136,8 @@ def alerts(local: LocalPipeline) -> Callable[[], list[dict[str, Any]]]:
     sqs, sns = local.client("sqs"), local.client("sns")
     arn = "arn:aws:sqs:us-east-1:123456789012:e2e-alert-capture"
     # As on AWS, SNS delivers only to a queue whose policy lets the topic send (the local AWS
-    # enforces it): SQS Developer Guide, "Basic examples of Amazon SQS policies".
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
-        "Action": "sqs:SendMessage", "Resource": arn,
-        "Condition": {"ArnEquals": {"aws:SourceArn": local.names()["alerts"]}}}]}
+    # enforces it).
+    policy = only_sender("AlertsTopicSends", "sns.amazonaws.com", arn, local.names()["alerts"])
     url = sqs.create_queue(QueueName="e2e-alert-capture",
                            Attributes={"Policy": json.dumps(policy)})["QueueUrl"]
     sns.subscribe(TopicArn=local.names()["alerts"], Protocol="sqs", Endpoint=arn,
