@@ -41,7 +41,7 @@ def test_four_hundred_transactions_under_concurrency_and_faults(
     endpoint, port = local_port
     config = config_module.load({"local": True, "local_port": port, "name": "chaos",
                                  "batch_size": 10, "maximum_concurrency": 8,
-                                 "function_timeout": 3}, {})
+                                 "function_timeout": 5}, {})
     ctx = make_context(config, ClientFactory(config))
     result = bench_chaos.run(ctx, endpoint, 400, seed=3, timeout=240, faults=FAULTS)
     counts = bench_chaos.check(result)  # asserts the invariants
