@@ -180,14 +180,17 @@ def plan(state: CliState, detailed: bool) -> None:
 @main.command()
 @pass_state
 def status(state: CliState) -> None:
-    """Every resource: name, ARN, state and health."""
+    """Every resource: name, ARN, state and health; and the latest file run."""
     from pipelinectl import engine
+    from pipelinectl.operate import fileruns
 
     pipeline = state.context()
     rows = engine.status(pipeline)
+    with engine.aws_errors(pipeline):
+        latest = fileruns.latest(pipeline)
     out = state.renderer()
     out.status(rows, {"pipeline": pipeline.config.name,
-                      "account": pipeline.account, "region": pipeline.region})
+                      "account": pipeline.account, "region": pipeline.region}, latest)
     if rows and all(row.health == "missing" for row in rows) and not out.json:
         from pipelinectl.operate.pipelines import other_pipelines_hint
 

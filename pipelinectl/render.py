@@ -27,6 +27,7 @@ from pipelinectl.resources.base import Change, StatusRow
 
 if TYPE_CHECKING:
     from pipelinectl.operate.dlq import DeadLetter, RedriveResult
+    from pipelinectl.operate.fileruns import FileRun
     from pipelinectl.operate.logs import LogEvent
     from pipelinectl.operate.sendtest import SendTestResult
     from pipelinectl.operate.smoke import SmokeResult
@@ -155,10 +156,12 @@ class Renderer:
 
     # -- status --------------------------------------------------------------------------
 
-    def status(self, rows: Sequence[StatusRow], header: dict[str, str]) -> None:
+    def status(self, rows: Sequence[StatusRow], header: dict[str, str],
+               file_run: FileRun | None = None) -> None:
         if self.json:
             self.emit_json({**header, "resources": [r.as_dict() for r in rows],
-                            "healthy": all(r.health == "ok" for r in rows)})
+                            "healthy": all(r.health == "ok" for r in rows),
+                            "latest_file_run": file_run.as_dict() if file_run else None})
             return
         title = " ".join(f"{k}={v}" for k, v in header.items())
         table = Table(title=f"Pipeline status ({title})", title_justify="left")
@@ -168,6 +171,15 @@ class Renderer:
             table.add_row(row.step, row.kind, row.name, row.arn,
                           Text(row.state, style=HEALTH_STYLE[row.health]))
         self.console.print(table)
+        if file_run is not None:
+            self.file_run(file_run, "Latest file run")
+
+    def file_run(self, run: FileRun, title: str) -> None:
+        """A file's run record as a few lines (text only; JSON callers embed as_dict())."""
+        from pipelinectl.render_ops import file_run_lines
+
+        for line, style in file_run_lines(run, title):
+            self.console.print(Text(safe(line), style=style), soft_wrap=True)
 
 
     # -- operate: send-test, test, dlq, logs ---------------------------------------------
@@ -202,6 +214,8 @@ class Renderer:
                                            style="green" if check.ok else "bold red"),
                           check.detail)
         self.console.print(table)
+        if result.file_run is not None:
+            self.file_run(result.file_run, "The sample file's run")
 
     def dead_letters(self, letters: Sequence[DeadLetter], queue: str) -> None:
         from pipelinectl.operate.dlq import body_preview

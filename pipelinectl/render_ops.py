@@ -18,6 +18,7 @@ from pipelinectl.render import Renderer, safe
 
 if TYPE_CHECKING:
     from pipelinectl.operate.doctor import Finding
+    from pipelinectl.operate.fileruns import FileRun
     from pipelinectl.operate.replay import ReplayResult, Tick
 
 LEVEL_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
@@ -104,3 +105,26 @@ def findings(out: Renderer, found: list[Finding], header: dict[str, str]) -> Non
     out.console.print(table)
     counts = {level: sum(f.level == level for f in found) for level in ("ok", "warn", "fail")}
     out.console.print(", ".join(f"{n} {level}" for level, n in counts.items()))
+
+
+def file_run_lines(run: FileRun, title: str) -> list[tuple[str, str]]:
+    """`status` and `test`: one line of what the run did, one of what to do if it failed."""
+    parts = (f"{run.parts_done}/{run.parts_total} parts" if run.parts_total is not None
+             else f"{run.parts_done} part(s) done, still planning")
+    counts = run.counts
+    so_far = "" if run.state == "complete" else " so far"
+    line = (f"{title}: {run.uri} ({run.mode or 'unknown mode'}, {parts}): "
+            f"{counts.rows:,} rows{so_far}: {counts.stored:,} stored, "
+            f"{counts.unchanged:,} unchanged, {counts.rejected:,} rejected")
+    if run.state == "complete":
+        line += f" in {run.seconds or 0:.1f}s"
+    elif run.state == "running":
+        line += f"; running since {run.started_at:%Y-%m-%d %H:%M:%S}Z" if run.started_at \
+            else "; running"
+    if run.rejects_objects:
+        line += f"; rejects in {len(run.rejects_objects)} object(s), e.g. " \
+            f"{run.rejects_objects[0]}"
+    if run.state != "failed":
+        return [(line, "green" if run.state == "complete" else "yellow")]
+    return [(line, ""), (f"Failed: {run.failed_reason}", "bold red"),
+            (str(run.advice), "yellow")]

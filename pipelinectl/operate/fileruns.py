@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lambda_src.runkeys import COUNTS, LATEST_KEY, run_key
+
+if TYPE_CHECKING:
+    from pipelinectl.resources.base import Context
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,24 @@ class FileRun:
             total += piece.counts
         return total
 
+    @property
+    def advice(self) -> str | None:
+        """What to do about a run that failed (the reason says why)."""
+        if not self.failed_reason:
+            return None
+        if "was replaced" in self.failed_reason:
+            return ("A newer upload replaced the object during the run; its own event starts "
+                    "a new run (see `pipelinectl status` again). To process this key again, "
+                    "run `pipelinectl replay`.")
+        if "does not exist" in self.failed_reason:
+            return ("The object was deleted during the run: upload it again (or restore it) "
+                    "to process it.")
+        return (f"See `pipelinectl logs --filter {self.run_id}` and `pipelinectl dlq list`, "
+                "fix the cause, then run `pipelinectl replay`.")
+
     def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
-        doc.update(state=self.state, counts=asdict(self.counts),
+        doc.update(state=self.state, counts=asdict(self.counts), advice=self.advice,
                    started_at=_iso(self.started_at), completed_at=_iso(self.completed_at))
         doc["totals"] = asdict(self.totals) if self.totals else None
         return doc
@@ -103,6 +121,15 @@ def latest_file_run(dynamodb: Any, table: str) -> FileRun | None:
     bucket, key = parse_uri(str(latest["uri"]))
     record = read_file_run(dynamodb, table, bucket, key)
     return record if record is not None else from_item(latest)
+
+
+def latest(ctx: Context) -> FileRun | None:
+    """For `status`: the latest file run, or None (also before `up` made the table)."""
+    dynamodb = ctx.client("dynamodb")
+    try:
+        return latest_file_run(dynamodb, ctx.names.table)
+    except dynamodb.exceptions.ResourceNotFoundException:
+        return None
 
 
 def parse_uri(uri: str) -> tuple[str, str]:

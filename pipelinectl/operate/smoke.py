@@ -21,6 +21,7 @@ from typing import Any
 from pipelinectl.engine import aws_errors
 from pipelinectl.errors import PipelineError
 from pipelinectl.operate import dlq
+from pipelinectl.operate.fileruns import FileRun, read_file_run
 from pipelinectl.operate.targets import Clock, Sleep, Targets
 from pipelinectl.resources import bucket_events
 from pipelinectl.resources.base import Context
@@ -46,6 +47,7 @@ class SmokeResult:
     file: str
     checks: tuple[Check, ...]
     seconds: float
+    file_run: FileRun | None = None  # the sample file's run record, as the processor wrote it
 
     @property
     def ok(self) -> bool:
@@ -54,7 +56,8 @@ class SmokeResult:
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "file": self.file, "ok": self.ok,
                 "seconds": round(self.seconds, 3),
-                "checks": [check.as_dict() for check in self.checks]}
+                "checks": [check.as_dict() for check in self.checks],
+                "file_run": self.file_run.as_dict() if self.file_run else None}
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class _State:
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
     rejects: list[dict[str, Any]] = field(default_factory=list)
     rejects_key: str | None = None
+    file_run: FileRun | None = None
 
 
 def run(ctx: Context, timeout: float = 60.0, *, run_id: str | None = None,
@@ -111,13 +115,13 @@ def run(ctx: Context, timeout: float = 60.0, *, run_id: str | None = None,
         _send(targets, sample, key)
         state = _State()
         while True:
-            _observe(targets, sample, state)
+            _observe(targets, sample, state, key)
             if _complete(sample, state) or clock() - started >= timeout:
                 break
             sleep(0.25)
         checks = _judge(targets, sample, state, key)
     return SmokeResult(sample.run_id, f"s3://{targets.names.bucket}/{key}", checks,
-                       clock() - started)
+                       clock() - started, state.file_run)
 
 
 def _send(targets: Targets, sample: Sample, key: str) -> None:
@@ -131,8 +135,11 @@ def _send(targets: Targets, sample: Sample, key: str) -> None:
                                                "StringValue": "Purchase"}})
 
 
-def _observe(targets: Targets, sample: Sample, state: _State) -> None:
+def _observe(targets: Targets, sample: Sample, state: _State, key: str) -> None:
     state.items.update(targets.get_items([*sample.valid, sample.sns_id, *sample.invalid]))
+    if state.file_run is None or state.file_run.state == "running":
+        state.file_run = read_file_run(targets.client("dynamodb"), targets.names.table,
+                                       targets.names.bucket, key)
     if state.rejects_key is None:
         state.rejects_key = _find_rejects(targets, sample.run_id)
     if state.rejects_key is not None and not state.rejects:
@@ -144,7 +151,8 @@ def _observe(targets: Targets, sample: Sample, state: _State) -> None:
 def _complete(sample: Sample, state: _State) -> bool:
     stored = all(t in state.items for t in (*sample.valid, sample.sns_id))
     alerted = bool(state.items.get(sample.alert, {}).get("alerted_at"))
-    return stored and alerted and bool(state.rejects)
+    finished = state.file_run is not None and state.file_run.state != "running"
+    return stored and alerted and bool(state.rejects) and finished
 
 
 def _judge(targets: Targets, sample: Sample, state: _State, key: str) -> tuple[Check, ...]:
@@ -166,6 +174,7 @@ def _judge(targets: Targets, sample: Sample, state: _State, key: str) -> tuple[C
               f"stored: {', '.join(stored_invalid)}" if stored_invalid else
               f"0/{len(sample.invalid)} stored"),
         _rejects_check(sample, state, bucket),
+        _run_check(sample, state.file_run),
         Check("SNS message stored", sns_item is not None and sns_item.get("source") == "sns",
               f"{sample.sns_id} source={sns_item.get('source')}" if sns_item else
               f"{sample.sns_id} not stored"),
@@ -183,6 +192,23 @@ def _rejects_check(sample: Sample, state: _State, bucket: str) -> Check:
     reasons = all(r.get("reason") for r in state.rejects)
     return Check(name, rows == expected and reasons,
                  f"s3://{bucket}/{state.rejects_key}: rows {rows} (expected {expected})")
+
+
+def _run_check(sample: Sample, run: FileRun | None) -> Check:
+    """The processor's record of the file (lambda_src/fileruns.py): what `status` reports."""
+    name = "file run recorded complete"
+    if run is None:
+        return Check(name, False, "no run record for the sample file (a processor older "
+                                  "than this CLI? run `pipelinectl lambda`)")
+    counts = run.counts
+    expected = (len(sample.valid) + len(sample.invalid), len(sample.valid), len(sample.invalid))
+    found = (counts.rows, counts.stored + counts.unchanged, counts.rejected)
+    detail = (f"{run.state}: {counts.rows} rows, {counts.stored} stored, {counts.unchanged} "
+              f"unchanged, {counts.rejected} rejected (expected {expected[0]}, {expected[1]}, "
+              f"{expected[2]})")
+    if run.failed_reason:
+        detail += f"; {run.failed_reason}"
+    return Check(name, run.state == "complete" and found == expected, detail)
 
 
 def _loop_check(targets: Targets, sample: Sample, key: str) -> Check:

@@ -219,6 +219,13 @@ def test_a_file_with_good_and_bad_rows(local: LocalPipeline) -> None:
     wait_for(lambda: _queue_empty(sqs, url), 15, "the file's message consumed")
     listed = s3.list_objects_v2(Bucket=names["bucket"], Prefix="incoming/e2e/")
     assert [o["Key"] for o in listed.get("Contents", [])] == ["incoming/e2e/file.csv"]
+    # The message is deleted after the run's record was written: `status` reports the file.
+    run = local.json("status")["latest_file_run"]
+    assert (run["uri"], run["state"], run["mode"]) == (
+        f"s3://{names['bucket']}/incoming/e2e/file.csv", "complete", "single")
+    assert (run["totals"]["rows"], run["totals"]["stored"] + run["totals"]["unchanged"],
+            run["totals"]["rejected"]) == (5, 3, 2)
+    assert run["rejects_objects"] == [key]
 
 
 def _queue_empty(sqs: Any, url: str) -> bool:
@@ -230,7 +237,8 @@ def _queue_empty(sqs: Any, url: str) -> bool:
 def test_the_smoke_test_passes(local: LocalPipeline) -> None:
     result = local.json("test")
     assert result["ok"], [c for c in result["checks"] if not c["ok"]]
-    assert len(result["checks"]) == 7
+    assert len(result["checks"]) == 8
+    assert result["file_run"]["state"] == "complete", result["file_run"]
 
 
 def test_a_poison_message_lands_in_the_dlq_with_its_reason_and_the_alarm_fires(

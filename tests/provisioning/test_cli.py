@@ -24,14 +24,56 @@ def test_status_json_has_stable_keys_and_every_resource(
     result = cli("--output", "json", "status")
     assert result.exit_code == 0
     payload = json.loads(result.output)
-    assert set(payload) == {"account", "healthy", "pipeline", "region", "resources"}
-    assert payload["healthy"] is True
+    assert set(payload) == {"account", "healthy", "latest_file_run", "pipeline", "region",
+                            "resources"}
+    assert payload["healthy"] is True and payload["latest_file_run"] is None
     assert len(payload["resources"]) == every_resource_count()
     for row in payload["resources"]:
         assert set(row) == {"arn", "details", "health", "kind", "name", "state", "step"}
         assert row["arn"].startswith("arn:aws:")
     table = next(r for r in payload["resources"] if r["kind"] == "DynamoDB table")
     assert table["details"]["item_count"] == 0
+
+
+def test_status_reports_the_latest_file_run_and_what_to_do_when_it_failed(
+        cli: Any, skip_notification_delay: Callable[[], None]) -> None:
+    """The processor's record (written here by its own writer, lambda_src/fileruns.py) is
+    what `status` shows: counts and time once complete; the reason and a next step once
+    failed."""
+    import boto3
+
+    from lambda_src.fileruns import FileRuns, SliceCounts
+    from lambda_src.split import Work
+
+    assert cli("up").exit_code == 0
+    skip_notification_delay()
+    bucket = "ecommerce-landing-123456789012-us-east-1"
+    runs = FileRuns(boto3.client("dynamodb"), "ecommerce-transactions", lambda: 1000.0)
+    work = Work(run="r1", bucket=bucket, key="incoming/big.csv", etag='"e"', size=9000,
+                fmt="csv", gzip=False, started_ms=990_000, kind="part", split=True)
+    runs.start(work, "split", parts_total=2)
+    for part in (0, 1):
+        runs.slice_done(Work(**{**work.__dict__, "part": part}),
+                        SliceCounts(rows=1000, stored=990, rejected=10), part_finished=True,
+                        rejects=f"rejected/big.csv.part-0000{part}.errors.jsonl")
+    payload = json.loads(cli("--output", "json", "status").output)["latest_file_run"]
+    assert (payload["uri"], payload["state"], payload["mode"]) == (
+        f"s3://{bucket}/incoming/big.csv", "complete", "split")
+    assert (payload["parts_done"], payload["parts_total"], payload["seconds"]) == (2, 2, 10.0)
+    assert payload["totals"] == {"rows": 2000, "stored": 1980, "unchanged": 0, "rejected": 20}
+    text = cli("status").output
+    assert (f"Latest file run: s3://{bucket}/incoming/big.csv (split, 2/2 parts): 2,000 rows: "
+            "1,980 stored, 0 unchanged, 20 rejected in 10.0s") in " ".join(text.split())
+
+    newer = Work(**{**work.__dict__, "run": "r2", "started_ms": 995_000})
+    runs.start(newer, "split")
+    runs.failed(newer, f"s3://{bucket}/incoming/big.csv was replaced (PreconditionFailed); "
+                       "the run was stopped")
+    text = " ".join(cli("status").output.split())
+    assert "Failed: s3://" in text and "was replaced (PreconditionFailed)" in text
+    assert "its own event starts a new run" in text
+    payload = json.loads(cli("--output", "json", "status").output)["latest_file_run"]
+    assert payload["state"] == "failed" and "pipelinectl replay" in payload["advice"]
 
 
 def test_plan_json_lists_changes_and_a_summary(cli: Any) -> None:
