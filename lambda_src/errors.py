@@ -46,6 +46,14 @@ TRANSIENT_CODES = frozenset(
     }
 )
 
+MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404"})
+DENIED_CODES = frozenset({"AccessDenied", "403"})
+#: GetObject with If-Match on an object whose ETag changed (S3 API Reference, GetObject,
+#: If-Match: "otherwise, return a 412 Precondition Failed error").
+REPLACED_CODES = frozenset({"PreconditionFailed", "412"})
+#: Rejected codes that say the object (this version of it) is gone, not that it is invalid.
+OBJECT_GONE = frozenset({"object_not_found", "object_replaced"})
+
 NETWORK_ERRORS: tuple[type[Exception], ...] = (
     ConnectionClosedError,
     ConnectTimeoutError,
@@ -83,3 +91,21 @@ def is_transient(exc: BaseException) -> bool:
         status = int(meta.get("HTTPStatusCode", 0) or 0)
         return error_code(exc) in TRANSIENT_CODES or status >= 500
     return False
+
+
+def object_read_error(exc: Exception, uri: str) -> Exception:
+    """What a failed GetObject (whole or ranged) means for the file: gone or replaced
+    (Rejected: retrying cannot help), not readable yet (TransientError), or the error as is."""
+    code = error_code(exc)
+    if code in MISSING_OBJECT_CODES:
+        return Rejected("object_not_found", f"{uri} does not exist ({code})")
+    if code in REPLACED_CODES:
+        return Rejected("object_replaced", f"{uri} was replaced ({code})")
+    if code in DENIED_CODES:
+        # The role may list incoming/ (s3:ListBucket), so a missing object answers 404
+        # (S3 API Reference, GetObject, "Permissions"): a 403 is a denial that can pass (IAM
+        # changes propagate in seconds, a key grant is being added), so it is retried; the
+        # queue's redrive policy bounds the retries.
+        return TransientError(f"{uri} is not readable by the function yet ({code}); "
+                              "will retry")
+    return exc

@@ -89,9 +89,10 @@ class FileRuns:
 
     def failed(self, work: Work, reason: str) -> None:
         logger.error("file run cannot finish", extra={"source": work.uri, "reason": reason})
-        self._update(work, "SET failed_reason = :why", {":r": work.run, ":why": reason},
-                     condition="run_id = :r AND attribute_not_exists(completed_at_ms)")
-        self._latest(work, {"uri": work.uri, "run_id": work.run, "failed_reason": reason})
+        if self._update(work, "SET failed_reason = :why", {":r": work.run, ":why": reason},
+                        condition="run_id = :r AND attribute_not_exists(completed_at_ms)"):
+            # Only while the record is still this run's: a newer run owns "latest" otherwise.
+            self._latest(work, {"uri": work.uri, "run_id": work.run, "failed_reason": reason})
 
     def _maybe_complete(self, work: Work, item: dict[str, Any] | None) -> None:
         if not item or item.get("completed_at_ms") is not None:

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from .config import INCOMING_PREFIX, Settings
 from .envelopes import FileRef
-from .errors import Rejected, TransientError, error_code
+from .errors import OBJECT_GONE, Rejected, TransientError, error_code, object_read_error
 from .fileruns import FileRuns, SliceCounts
 from .observability import logger
 from .persist import Outcome, Persister
@@ -31,9 +31,6 @@ from .split import RangeBody, Work, part_bytes_for, run_id, scan
 from .storage import BATCH_GET_LIMIT
 from .validation import Transaction, validate
 
-MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404"})
-DENIED_CODES = frozenset({"AccessDenied", "403"})
-REPLACED_CODES = frozenset({"PreconditionFailed", "412"})
 #: Time kept back before the deadline to store the chunk in hand, write the rejects and send
 #: the continuation: a fifth of what the slice had, within these bounds.
 GUARD_MS = (2_000, 30_000)
@@ -176,7 +173,7 @@ class FileProcessor:
                     if out_of_time():
                         return state.work
         except Rejected as problem:  # the file as a whole is unusable from here on
-            if problem.code == "object_not_found":
+            if problem.code in OBJECT_GONE:  # not this file's content: the run stops
                 raise
             state.rejects.add(None, problem)
         flush()
@@ -275,19 +272,7 @@ class FileProcessor:
             extra = {"IfMatch": etag} if etag else {}
             return self.s3.get_object(Bucket=bucket, Key=key, **extra)
         except ClientError as exc:
-            code = error_code(exc)
-            if code in MISSING_OBJECT_CODES:
-                raise Rejected("object_not_found", f"{uri} does not exist ({code})") from None
-            if code in REPLACED_CODES:
-                raise Rejected("object_replaced", f"{uri} was replaced ({code})") from None
-            if code in DENIED_CODES:
-                # The role may list incoming/ (s3:ListBucket), so a missing object answers 404
-                # (S3 API Reference, GetObject, "Permissions"): a 403 is a denial that can
-                # pass (IAM changes propagate in seconds, a key grant is being added), so it
-                # is retried; the queue's redrive policy bounds the retries.
-                raise TransientError(f"{uri} is not readable by the function yet "
-                                     f"({code}); will retry") from None
-            raise
+            raise object_read_error(exc, uri) from None
 
 
 def _first_window(work: Work) -> int:

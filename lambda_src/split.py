@@ -32,8 +32,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import IO, Any
 
+from botocore.exceptions import ClientError
+
 from .config import INCOMING_PREFIX
-from .errors import Rejected
+from .errors import Rejected, object_read_error
 from .readers import Row, Window, iter_rows
 
 #: Body marker of a work message; anything else on the queue is a transaction or an event.
@@ -134,9 +136,12 @@ class RangeBody:
         while self.pos < self.work.size:
             if self.body is None:
                 last = min(self.pos + self.next_len, self.work.size) - 1
-                self.body = self.s3.get_object(
-                    Bucket=self.work.bucket, Key=self.work.key, IfMatch=self.work.etag,
-                    Range=f"bytes={self.pos}-{last}")["Body"]
+                try:
+                    self.body = self.s3.get_object(
+                        Bucket=self.work.bucket, Key=self.work.key, IfMatch=self.work.etag,
+                        Range=f"bytes={self.pos}-{last}")["Body"]
+                except ClientError as exc:  # 412: overwritten since the plan; 404: deleted
+                    raise object_read_error(exc, self.work.uri) from None
                 self.next_len = RANGE_WINDOW
             data: bytes = self.body.read(amt if amt and amt > 0 else None)
             if data:

@@ -127,3 +127,20 @@ def test_the_reader_imports_no_aws_sdk() -> None:
 def test_counts_add() -> None:
     assert Counts(1, 2, 3, 4) + Counts(1, 1, 1, 1) == Counts(2, 3, 4, 5)
     assert Counts.of({"rows": Decimal(5)}) == Counts(rows=5)
+
+
+def test_a_stale_run_failing_late_does_not_become_the_latest(
+        ctx: Context, runs: tuple[FileRuns, Clock]) -> None:
+    """Run 1 of an object fails after run 2 of it started (its parts met the new upload's
+    412): the record is run 2's, so "latest" still names the last run that really ended."""
+    writer, clock = runs
+    other = Work(**{**work(run="a").__dict__, "key": "incoming/other.csv"})
+    writer.single(other, SliceCounts(rows=1, stored=1), None)
+    writer.start(work(run="run-1"), "split")
+    clock.now += 5
+    writer.start(Work(**{**work(run="run-2").__dict__, "started_ms": int(clock.now * 1000)}),
+                 "split")
+    writer.failed(work(run="run-1"), "s3://data-bucket/incoming/big.csv was replaced (412)")
+    shown = latest_file_run(ctx.client("dynamodb"), ctx.names.table)
+    assert shown is not None and shown.uri == f"s3://{BUCKET}/incoming/other.csv"
+    assert read(ctx).failed_reason is None  # type: ignore[attr-defined]
