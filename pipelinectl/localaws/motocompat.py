@@ -101,14 +101,13 @@ _applied: list[_Patch] = []
 def _patches() -> list[_Patch]:
     from moto.cloudwatch.models import CloudWatchBackend
     from moto.core.authorization import ActionAuthenticatorMixin
-    from moto.dynamodb.models import DynamoDBBackend
     from moto.events.models import Rule
     from moto.s3.models import FakeBucket
     from moto.s3.responses import S3Response
     from moto.sns.models import Subscription
     from moto.sqs.models import Queue
 
-    from pipelinectl.localaws import enforce, motocompat_sqs, rolecalls
+    from pipelinectl.localaws import enforce, motocompat_dynamodb, motocompat_sqs, rolecalls
 
     return [
         _Patch(S3Response, "get_bucket_notification", _bucket_notification_with_eventbridge),
@@ -118,8 +117,7 @@ def _patches() -> list[_Patch]:
         _Patch(Queue, "lambda_event_source_mappings", lambda _orig: _NO_SYNC_ESM),
         _Patch(CloudWatchBackend, "put_metric_alarm", _put_metric_alarm_with_aws_state),
         *motocompat_sqs.patches(_Patch),
-        *(_Patch(DynamoDBBackend, name, _serialized_item_write)
-          for name in DYNAMODB_ITEM_WRITES),
+        *motocompat_dynamodb.patches(_Patch),  # h, j
         # Policy enforcement (enforce.py, rolecalls.py): hooks, inert until enabled.
         _Patch(ActionAuthenticatorMixin, "_authenticate_and_authorize_action",
                rolecalls.authenticate_and_authorize),
@@ -492,25 +490,3 @@ def _put_metric_alarm_with_aws_state(original: Callable[..., Any]) -> Callable[.
         return alarm
 
     return put_metric_alarm
-
-
-# --------------------------------------------------------------------------------------------
-# h. DynamoDB item writes race each other in moto's threaded server
-
-#: The backend methods that change items (BatchWriteItem goes through put/delete_item).
-DYNAMODB_ITEM_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
-_DYNAMODB_WRITES = threading.RLock()
-
-
-def _serialized_item_write(original: Callable[..., Any]) -> Callable[..., Any]:
-    """moto's TransactWriteItems deep-copies every table it touches (its rollback copy) while
-    other request threads keep writing to it: with several concurrent batches the copy fails
-    with "dictionary changed size during iteration" and the client gets HTTP 500. DynamoDB
-    isolates transactions from concurrent writes (Developer Guide, "Transactions: how it
-    works", isolation levels: serializable); here item writes take one lock, in turn."""
-
-    def write(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with _DYNAMODB_WRITES:
-            return original(self, *args, **kwargs)
-
-    return write

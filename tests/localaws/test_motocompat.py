@@ -652,3 +652,95 @@ def test_patch_h_concurrent_transactions_and_puts_all_succeed(patched: None) -> 
         thread.join()
     assert errors == []
     assert ddb.scan(TableName="t", Select="COUNT")["Count"] == 3 * 40 * 5 + 3 * 200
+
+
+# -------------------------------------------------------------------------------- j. transactions
+
+
+def _table_with(ddb: Any, **values: int) -> None:
+    ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}])
+    for key, value in values.items():
+        ddb.put_item(TableName="t", Item={"k": {"S": key}, "v": {"N": str(value)}})
+
+
+def _table_copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the deep copies of whole moto tables (moto calls copy.deepcopy at call time)."""
+    import copy
+
+    from moto.dynamodb.models.table import Table
+
+    copies: list[int] = []
+    real = copy.deepcopy
+
+    def counting(obj: Any, memo: Any = None, *args: Any) -> Any:
+        if isinstance(obj, Table):
+            copies.append(1)
+        return real(obj, memo, *args)
+
+    monkeypatch.setattr(copy, "deepcopy", counting)
+    return copies
+
+
+def _ten_puts(ddb: Any) -> None:
+    ddb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": "t", "Item": {"k": {"S": f"n{i}"}, "v": {"N": "1"}}}}
+        for i in range(10)])
+
+
+def test_defect_j_moto_copies_the_whole_table_once_per_transaction_action(
+        plain_moto: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction of n actions costs n copies of the table: O(n x table size), so a file
+    of 2,000 rows (2,000 transactions into a growing table) took minutes locally."""
+    ddb = client("dynamodb")
+    _table_with(ddb, a=1)
+    copies = _table_copies(monkeypatch)
+    _ten_puts(ddb)
+    assert len(copies) == 10
+
+
+def test_patch_j_no_table_copy_and_still_all_or_nothing(
+        patched: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS: TransactWriteItems is "an all-or-nothing operation" (DynamoDB API Reference,
+    TransactWriteItems); a failed condition cancels every action with
+    TransactionCanceledException and a reason per action."""
+    from botocore.exceptions import ClientError
+
+    ddb = client("dynamodb")
+    _table_with(ddb, b=1, c=1, d=1)
+    copies = _table_copies(monkeypatch)
+    _ten_puts(ddb)
+    assert copies == []
+    assert ddb.scan(TableName="t", Select="COUNT")["Count"] == 13
+
+    actions = [
+        {"Put": {"TableName": "t", "Item": {"k": {"S": "a"}, "v": {"N": "1"}}}},
+        {"Update": {"TableName": "t", "Key": {"k": {"S": "b"}}, "UpdateExpression": "SET v = :v",
+                    "ExpressionAttributeValues": {":v": {"N": "2"}}}},
+        {"Delete": {"TableName": "t", "Key": {"k": {"S": "c"}}}},
+        {"ConditionCheck": {"TableName": "t", "Key": {"k": {"S": "d"}},
+                            "ConditionExpression": "v = :two",
+                            "ExpressionAttributeValues": {":two": {"N": "2"}}}},
+    ]
+    with pytest.raises(ClientError) as caught:
+        ddb.transact_write_items(TransactItems=actions)
+    assert caught.value.response["Error"]["Code"] == "TransactionCanceledException"
+    reasons = [r["Code"] for r in caught.value.response["CancellationReasons"]]
+    assert reasons == ["None", "None", "None", "ConditionalCheckFailed"]
+
+    def value(key: str) -> str | None:
+        item = ddb.get_item(TableName="t", Key={"k": {"S": key}}).get("Item")
+        return item["v"]["N"] if item else None
+
+    assert (value("a"), value("b"), value("c"), value("d")) == (None, "1", "1", "1")
+    # An item named twice is refused (ValidationException) with nothing changed either.
+    with pytest.raises(ClientError) as caught:
+        ddb.transact_write_items(TransactItems=[actions[1], actions[1]])
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    assert value("b") == "1"
+    # And with the condition met, every action is applied.
+    ddb.put_item(TableName="t", Item={"k": {"S": "d"}, "v": {"N": "2"}})
+    ddb.transact_write_items(TransactItems=actions)
+    assert (value("a"), value("b"), value("c"), value("d")) == ("1", "2", None, "2")
+    assert copies == []

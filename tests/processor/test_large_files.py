@@ -3,9 +3,8 @@ the pipeline's own queue, resumed by continuation before the deadline, every row
 every over-threshold row alerted once, every bad row rejected, the run's completion recorded.
 
 The files are small and so are the parts (a few KiB, below the 64 KiB a deployed function
-accepts, set on the settings directly): moto's TransactWriteItems deep-copies the whole table
-once per action, so its cost grows with the table, and a file of thousands of rows takes
-minutes in-process. The code paths are the same at any size.
+accepts, set on the settings directly), to keep the tests quick; the code paths are the same
+at any size (tests/operate/test_large_files_e2e.py drops larger ones on `pipelinectl local`).
 """
 
 from __future__ import annotations
