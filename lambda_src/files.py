@@ -211,24 +211,26 @@ class FileProcessor:
 
     def _finish(self, work: Work, state: _Slice, follow: Work | None,
                 rejects: str | None) -> None:
-        """Continuation first, then the record: a crash in between repeats the slice (and
-        its continuation), it never loses the rest of the file."""
+        """The record first, then the continuation: the next slice may finish the part (and
+        the run) at once, in another invocation, and the run's totals must already hold this
+        slice. A crash in between repeats the slice (its record is kept, if_not_exists) and
+        then sends the continuation: the rest of the file is never lost either way."""
         stats = state.stats
         counts = SliceCounts(rows=stats.rows, stored=stats.outcome.stored,
                              unchanged=stats.outcome.unchanged, rejected=stats.rejected)
-        if follow is not None:
-            self._send([follow])
         logger.info("file processed" if follow is None else "file slice handed on", extra={
             "source": work.uri, "rows": stats.rows, "rejected": stats.rejected,
             "part": work.part, "slice": work.slice, "run_id": work.run})
-        if self.runs is None:
-            return
-        if follow is None and work.kind == "whole" and work.slice == 1:
-            self.runs.single(work, counts, rejects)
-            return
-        if work.slice == 1 and work.kind == "whole":  # resumed: a run of one part
-            self.runs.start(work, "resumed", parts_total=1)
-        self.runs.slice_done(work, counts, part_finished=follow is None, rejects=rejects)
+        if self.runs is not None:
+            if follow is None and work.kind == "whole" and work.slice == 1:
+                self.runs.single(work, counts, rejects)
+            else:
+                if work.slice == 1 and work.kind == "whole":  # resumed: a run of one part
+                    self.runs.start(work, "resumed", parts_total=1)
+                self.runs.slice_done(work, counts, part_finished=follow is None,
+                                     rejects=rejects)
+        if follow is not None:
+            self._send([follow])
 
     # -- helpers -----------------------------------------------------------------------
     def _unusable(self, ref: FileRef, problem: Rejected) -> FileStats:

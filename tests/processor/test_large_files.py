@@ -123,6 +123,33 @@ def test_a_gzip_is_resumed_by_continuation_before_the_deadline(small_parts: Pipe
     assert run["totals"]["rows"] == 300 and run["totals"]["unchanged"] == 0  # nothing re-stored
 
 
+def test_a_slice_is_recorded_before_its_continuation_can_run(small_parts: Pipeline) -> None:
+    """The continuation may run at once in another invocation and finish the run: the slice
+    that sends it must already be in the run's record, or the totals miss its rows (seen on
+    `pipelinectl local`: a split CSV of 6,000 rows completed with rows = 5,091)."""
+    pipeline = small_parts
+    pipeline.runtime.persister.after_read = lambda _chunk: pipeline.clock.advance(1)
+    data, _, _ = rows(300, "o")
+    uri = f"s3://{BUCKET}/incoming/order.jsonl.gz"
+    missing: list[str] = []
+
+    def recorded_before_sent(params: dict[str, Any], **_: Any) -> None:
+        for entry in params["Entries"]:
+            work = json.loads(entry["MessageBody"])
+            if work.get(WORK_MARKER) and work["slice"] > 1:
+                sender = f"p{work['part']:05d}s{work['slice'] - 1:04d}"
+                if sender not in (pipeline.runs().get(uri, {}).get("slices") or {}):
+                    missing.append(sender)
+
+    pipeline.runtime.files.sqs.meta.events.register(
+        "provide-client-params.sqs.SendMessageBatch", recorded_before_sent)
+    drop(pipeline, "incoming/order.jsonl.gz",
+         gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in data)))
+    assert run_until_idle(pipeline, timeout_s=2.5) >= 3
+    assert missing == []
+    assert pipeline.runs()[uri]["totals"]["rows"] == 300
+
+
 def test_a_crash_mid_part_loses_and_duplicates_nothing(pipeline: Pipeline) -> None:
     data, big, bad = rows(300, "c")
     body = as_csv(data)
