@@ -28,7 +28,7 @@ from step_graph import every_resource_count
 
 from pipelinectl.resources.queues import only_sender
 
-# One group: with `pytest -n N --dist loadgroup` the whole story shares one local AWS.
+# One module, one worker (`pytest -n N --dist loadfile`): the whole story shares one local AWS.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-local")]
 
 PIPELINE_TOML = """\
