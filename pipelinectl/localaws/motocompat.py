@@ -107,7 +107,13 @@ def _patches() -> list[_Patch]:
     from moto.sns.models import Subscription
     from moto.sqs.models import Queue
 
-    from pipelinectl.localaws import enforce, motocompat_dynamodb, motocompat_sqs, rolecalls
+    from pipelinectl.localaws import (
+        enforce,
+        motocompat_cloudwatch,
+        motocompat_dynamodb,
+        motocompat_sqs,
+        rolecalls,
+    )
 
     return [
         _Patch(S3Response, "get_bucket_notification", _bucket_notification_with_eventbridge),
@@ -116,6 +122,8 @@ def _patches() -> list[_Patch]:
         _Patch(Rule, "send_to_targets", _send_to_targets_with_sns),
         _Patch(Queue, "lambda_event_source_mappings", lambda _orig: _NO_SYNC_ESM),
         _Patch(CloudWatchBackend, "put_metric_alarm", _put_metric_alarm_with_aws_state),
+        _Patch(CloudWatchBackend, "get_metric_data",  # k. in its own module
+               motocompat_cloudwatch.get_metric_data_as_aws),
         *motocompat_sqs.patches(_Patch),
         *motocompat_dynamodb.patches(_Patch),  # h, j
         # Policy enforcement (enforce.py, rolecalls.py): hooks, inert until enabled.
