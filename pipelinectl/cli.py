@@ -236,6 +236,7 @@ def teardown(state: CliState, yes: bool, keep_data: bool) -> None:
 main.add_command(cli_operate.send_test)
 main.add_command(cli_operate.smoke_test)
 main.add_command(cli_operate.logs)
+main.add_command(cli_operate.top)
 main.add_command(cli_operate.dlq)
 main.add_command(cli_operate.local)
 main.add_command(cli_operate.demo)

@@ -1,4 +1,4 @@
-"""Operate commands: send-test, test, logs, dlq, local, demo. Parse, call, render.
+"""Operate commands: send-test, test, logs, top, dlq, local, demo. Parse, call, render.
 
 Same conventions as `cli.py`: each command takes the global options as a `CliState`
 (cli_state.pass_state); the core lives in `pipelinectl.operate`. Heavy modules are imported
@@ -137,6 +137,36 @@ def logs(state: CliState, follow: bool, since: str, text: str | None) -> None:
             out.log_event(event)
     except KeyboardInterrupt:
         return
+
+
+# -- top ----------------------------------------------------------------------------------
+
+
+@click.command("top")
+@click.option("--interval", type=click.FloatRange(min=1), default=5, show_default=True,
+              help="Seconds between refreshes.")
+@click.option("--once", is_flag=True, help="Print one snapshot and exit (scripts, tests).")
+@pass_state
+def top(state: CliState, interval: float, once: bool) -> None:
+    """A live view: transactions stored / rejected / alerted per minute over the last hour,
+    queue depth and age, DLQ, Lambda invocations, errors, throttles, duration, concurrency,
+    alarm states. Ctrl-C quits. One GetMetricData call per refresh."""
+    from pipelinectl import render_top
+    from pipelinectl.operate.top import Top
+
+    collector = Top(state.context())
+    out = state.renderer()
+    if once and out.json:
+        out.emit_json(collector.snapshot().as_dict())
+        return
+    console = render_top.console()
+    if once:
+        render_top.show_once(console, collector.snapshot())
+        return
+    try:
+        render_top.run(console, collector.snapshot, interval, as_json=out.json)
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how `top` ends: exit 0, no traceback
 
 
 # -- dlq ----------------------------------------------------------------------------------

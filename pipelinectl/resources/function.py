@@ -39,6 +39,12 @@ WAIT = {"Delay": 1, "MaxAttempts": 120}
 CONFIG_FIELDS = ("runtime", "handler", "role", "timeout", "memory", "environment")
 
 
+def metrics_namespace(ctx: Context) -> str:
+    """The CloudWatch namespace of the processor's EMF metrics (its
+    POWERTOOLS_METRICS_NAMESPACE), which `top` reads back."""
+    return f"pipelinectl/{ctx.config.name}"
+
+
 class LogGroup(Resource):
     step = "lambda"
     kind = "log group"
@@ -123,7 +129,7 @@ class Function(Resource):
             "PART_BYTES": str(ctx.config.part_bytes),
             "SPLIT_THRESHOLD_BYTES": str(ctx.config.split_threshold_bytes),
             "POWERTOOLS_SERVICE_NAME": names.function,
-            "POWERTOOLS_METRICS_NAMESPACE": f"pipelinectl/{ctx.config.name}",
+            "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(ctx),
         }
 
     def desired(self) -> Observed:
