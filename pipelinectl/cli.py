@@ -18,7 +18,7 @@ from pipelinectl.steps import STEP_ORDER, STEPS
 
 if TYPE_CHECKING:
     from pipelinectl.render import Renderer
-    from pipelinectl.resources.base import Context
+    from pipelinectl.resources.base import Context, StatusRow
 
 
 class PipelineGroup(click.Group):
@@ -178,8 +178,11 @@ def plan(state: CliState, detailed: bool) -> None:
 
 
 @main.command()
+@click.option("--tree", "as_tree", is_flag=True,
+              help="Draw the pipeline as its flow (bucket -> rule -> topic -> queue -> "
+                   "function -> table / alerts), alarms beside what they watch.")
 @pass_state
-def status(state: CliState) -> None:
+def status(state: CliState, as_tree: bool) -> None:
     """Every resource: name, ARN, state and health; and the latest file run."""
     from pipelinectl import engine
     from pipelinectl.operate import fileruns
@@ -189,13 +192,30 @@ def status(state: CliState) -> None:
     with engine.aws_errors(pipeline):
         latest = fileruns.latest(pipeline)
     out = state.renderer()
-    out.status(rows, {"pipeline": pipeline.config.name,
-                      "account": pipeline.account, "region": pipeline.region}, latest)
+    header = {"pipeline": pipeline.config.name, "account": pipeline.account,
+              "region": pipeline.region}
+    if as_tree:
+        _status_tree(out, pipeline, rows, header)
+    else:
+        out.status(rows, header, latest)
     if rows and all(row.health == "missing" for row in rows) and not out.json:
         from pipelinectl.operate.pipelines import other_pipelines_hint
 
         out.note(f"Nothing of pipeline {pipeline.config.name} exists here yet: run "
                  f"`pipelinectl up` to create it.{other_pipelines_hint(pipeline)}")
+
+
+def _status_tree(out: Renderer, pipeline: Context, rows: list[StatusRow],
+                 header: dict[str, str]) -> None:
+    from pipelinectl import render_top, render_tree
+    from pipelinectl.operate.flow import flow
+
+    roots = flow(pipeline, rows)
+    if out.json:
+        out.emit_json({**header, "healthy": all(r.health == "ok" for r in rows),
+                       "tree": [root.as_dict() for root in roots]})
+    else:
+        render_tree.show(render_top.console(), roots, header)
 
 
 @main.command()
