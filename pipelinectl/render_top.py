@@ -64,6 +64,22 @@ def sparkline(points: Sequence[float | None], *, unicode: bool = True) -> str:
     return "".join(chars)
 
 
+def fold(points: Sequence[float | None], size: int, *, counter: bool) -> list[float | None]:
+    """`size` consecutive points as one: summed for a counter, the maximum for a level (a
+    narrow terminal gets 2 or 3 minutes per mark instead of a truncated line)."""
+    folded: list[float | None] = []
+    for i in range(0, len(points), size):
+        known = [p for p in points[i:i + size] if p is not None]
+        folded.append(None if not known else sum(known) if counter else max(known))
+    return folded
+
+
+def minutes_per_mark(width: int) -> int:
+    """60 marks need about 120 columns with the figures beside them; rich draws a dumb
+    terminal 80 wide."""
+    return 1 if width >= 120 else 2 if width >= 95 else 3
+
+
 def _number(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
@@ -71,8 +87,10 @@ def _number(value: float | None, unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
-def view(snap: Snapshot, *, interval: float | None, unicode: bool) -> RenderableType:
+def view(snap: Snapshot, *, interval: float | None, unicode: bool,
+         width: int = 200) -> RenderableType:
     """The whole screen: header, series with sparklines, queues now, alarms."""
+    per_mark = minutes_per_mark(width)
     table_box = box.SIMPLE_HEAD if unicode else box.ASCII2
     when = datetime.fromtimestamp(snap.taken_at, UTC).strftime("%H:%M:%S UTC")
     refresh = f", refresh every {interval:g}s, Ctrl-C quits" if interval else ""
@@ -80,7 +98,7 @@ def view(snap: Snapshot, *, interval: float | None, unicode: bool) -> Renderable
                   f"{refresh}", style="bold")
     series = Table(box=table_box, title_justify="left", pad_edge=False,
                    title=f"Per minute over the last hour ({snap.start:%H:%M}-{snap.end:%H:%M}"
-                         " UTC, oldest left)")
+                         f" UTC, oldest left{_per_mark_note(per_mark)})")
     for column, justify in (("", "left"), ("last 60 min", "left"), ("now", "right"),
                             ("peak", "right"), ("total", "right")):
         series.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
@@ -88,36 +106,42 @@ def view(snap: Snapshot, *, interval: float | None, unicode: bool) -> Renderable
                         ("queues", QUEUES)):
         series.add_row(Text(group, style="bold cyan"))
         for key in keys:
-            series.add_row(*_series_row(snap.series[key], key, unicode))
+            series.add_row(*_series_row(snap.series[key], key, unicode, per_mark))
     return Group(header, series, _now(snap), _alarms(snap, table_box))
 
 
-def _series_row(series: Series, key: str, unicode: bool) -> list[Text]:
+def _per_mark_note(per_mark: int) -> str:
+    return "" if per_mark == 1 else f", {per_mark} minutes per mark"
+
+
+def _series_row(series: Series, key: str, unicode: bool, per_mark: int) -> list[Text]:
     spec = series.spec
     bad = key in BAD and series.total > 0
     style = "red" if bad else "green" if spec.counter else ""
-    return [Text(f"  {spec.label}"), Text(sparkline(series.points, unicode=unicode), style=style),
+    marks = sparkline(fold(series.points, per_mark, counter=spec.counter), unicode=unicode)
+    return [Text(f"  {spec.label}"), Text(marks, style=style),
             Text(_number(series.latest, spec.unit)), Text(_number(series.peak, spec.unit)),
             Text(_number(series.total) if spec.counter else "")]
 
 
 def _now(snap: Snapshot) -> Text:
     """The queues as SQS reports them at this moment (metrics lag a minute or more)."""
-    line = Text("Now (from SQS): ", style="bold")
+    text = Text("Now, from SQS:", style="bold")
     for label, queue in (("queue", snap.queue), ("DLQ", snap.dlq)):
         if queue is None:
-            line.append(f"{label} missing (run pipelinectl up)  ", style="dim")
+            text.append(f"\n  {label} missing (run pipelinectl up)", style="dim")
             continue
         style = "red" if label == "DLQ" and queue.visible + queue.in_flight else ""
-        line.append(f"{label} {queue.name}: {queue.visible} waiting, {queue.in_flight} in "
-                    "flight  ", style=style)
-    return line
+        text.append(f"\n  {label} {queue.name}: {queue.visible} waiting, {queue.in_flight} "
+                    "in flight", style=style)
+    return text
 
 
 def _alarms(snap: Snapshot, table_box: box.Box) -> Table:
     table = Table(box=table_box, title="Alarms", title_justify="left", pad_edge=False)
-    for column in ("alarm", "state", "watches"):
-        table.add_column(column, no_wrap=True)
+    table.add_column("alarm", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("watches", overflow="fold")  # what gives way on a narrow terminal
     for alarm in snap.alarms:
         table.add_row(alarm.name, Text(alarm.state, style=ALARM_STYLE.get(alarm.state, "")),
                       Text(alarm.watches, style="dim"))
@@ -125,7 +149,7 @@ def _alarms(snap: Snapshot, table_box: box.Box) -> Table:
 
 
 def show_once(out: Console, snap: Snapshot) -> None:
-    out.print(view(snap, interval=None, unicode=_unicode(out)))
+    out.print(view(snap, interval=None, unicode=_unicode(out), width=out.width))
 
 
 def _unicode(out: Console) -> bool:
@@ -133,7 +157,7 @@ def _unicode(out: Console) -> bool:
 
 
 def run(out: Console, collect: Callable[[], Snapshot], interval: float, *,
-        as_json: bool = False, sleep: Callable[[float], None] = time.sleep) -> None:
+        as_json: bool = False) -> None:
     """Refresh every `interval` seconds until Ctrl-C (KeyboardInterrupt, left to the caller,
     which exits cleanly). JSON: one object per line and refresh. Plain: one snapshot after
     another, nothing redrawn."""
@@ -141,15 +165,18 @@ def run(out: Console, collect: Callable[[], Snapshot], interval: float, *,
         while True:
             sys.stdout.write(json.dumps(collect().as_dict(), sort_keys=True) + "\n")
             sys.stdout.flush()
-            sleep(interval)
+            time.sleep(interval)
     if plain_wanted(out):
         while True:
-            out.print(view(collect(), interval=interval, unicode=_unicode(out)))
+            out.print(view(collect(), interval=interval, unicode=_unicode(out),
+                           width=out.width))
             out.print()
-            sleep(interval)
+            time.sleep(interval)
     unicode = _unicode(out)
-    with Live(view(collect(), interval=interval, unicode=unicode), console=out,
+    with Live(view(collect(), interval=interval, unicode=unicode, width=out.width),
+              console=out,
               auto_refresh=False, screen=False) as live:
         while True:
-            sleep(interval)
-            live.update(view(collect(), interval=interval, unicode=unicode), refresh=True)
+            time.sleep(interval)
+            live.update(view(collect(), interval=interval, unicode=unicode, width=out.width),
+                        refresh=True)

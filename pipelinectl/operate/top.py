@@ -195,13 +195,14 @@ class Top:
         start, end = window(now)
         return Snapshot(
             pipeline=self.ctx.config.name, region=self.ctx.region, start=start, end=end,
-            series=self._series(start, end), queue=self._queue(self.targets.queue_url,
+            series=self.series(start, end), queue=self._queue(self.targets.queue_url,
                                                                self.ctx.names.queue),
             dlq=self._queue(self.targets.dlq_url, self.ctx.names.dlq),
             alarms=self._alarms(), taken_at=now)
 
-    def _series(self, start: datetime, end: datetime) -> dict[str, Series]:
-        """All series in one GetMetricData call (more only if AWS pages the answer)."""
+    def series(self, start: datetime, end: datetime) -> dict[str, Series]:
+        """Every series, one point per minute of [start, end), from one GetMetricData call
+        (more only if AWS pages the answer)."""
         found: dict[str, dict[datetime, float]] = {s.key: {} for s in self.specs}
         paginator = self.ctx.client("cloudwatch").get_paginator("get_metric_data")
         for page in paginator.paginate(MetricDataQueries=[s.query() for s in self.specs],
