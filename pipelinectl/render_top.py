@@ -99,7 +99,7 @@ def view(snap: Snapshot, *, interval: float | None, unicode: bool,
     series = Table(box=table_box, title_justify="left", pad_edge=False,
                    title=f"Per minute over the last hour ({snap.start:%H:%M}-{snap.end:%H:%M}"
                          f" UTC, oldest left{_per_mark_note(per_mark)})")
-    for column, justify in (("", "left"), ("last 60 min", "left"), ("now", "right"),
+    for column, justify in (("", "left"), ("last 60 min", "left"), ("last", "right"),
                             ("peak", "right"), ("total", "right")):
         series.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for group, keys in (("transactions", THROUGHPUT), ("lambda", LAMBDA),

@@ -68,9 +68,10 @@ def flow(ctx: Context, rows: list[StatusRow]) -> list[FlowNode]:
     queue = take("SQS queue", names.queue, "flow", "", *alarms.get(names.queue, []), dlq,
                  take("event source mapping", f"{names.queue} -> {names.function}", "flow",
                       "polls", function))
-    topic = take("SNS topic", names.ingest_topic, "flow", "target (also: send-test, any "
-                 "producer)", take("SNS subscription", f"{names.ingest_topic} -> "
-                                   f"{names.queue}", "flow", "", queue))
+    subscription = take("SNS subscription", f"{names.ingest_topic} -> {names.queue}", "flow",
+                        "", queue)
+    topic = take("SNS topic", names.ingest_topic, "flow", "the rule's target; send-test and "
+                 "other producers publish here too", subscription)
     rule = take("EventBridge rule", names.rule, "flow", "Object Created under incoming/",
                 *alarms.get(names.rule, []), topic)
     bucket = take("S3 bucket", names.bucket, "flow", "", rule)
