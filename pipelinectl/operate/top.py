@@ -51,6 +51,8 @@ class MetricSpec:
     unit: str = ""
 
     def query(self) -> dict[str, Any]:
+        """MetricDataQuery Id: letters, digits, underscore, a lowercase letter first, unique
+        in the call (CloudWatch API Reference, MetricDataQuery)."""
         return {"Id": self.key, "ReturnData": True, "MetricStat": {
             "Metric": {"Namespace": self.namespace, "MetricName": self.metric,
                        "Dimensions": [{"Name": self.dimension[0],
@@ -229,11 +231,14 @@ class Top:
         return QueueNow(name, visible, in_flight)
 
     def _alarms(self) -> list[AlarmNow]:
-        """The pipeline's alarms by name, one DescribeAlarms call (AlarmNames takes up to
-        100 names: CloudWatch API Reference, DescribeAlarms)."""
+        """The pipeline's five alarms by name: one DescribeAlarms call (the paginator
+        follows a NextToken should AWS page the answer). The API Reference caps AlarmNames
+        arrays at 100 items for EnableAlarmActions; we found no figure for DescribeAlarms."""
         specs = {alarm_name(self.ctx, spec): spec for spec in alarm_specs(self.ctx)}
-        found = self.ctx.client("cloudwatch").describe_alarms(
-            AlarmNames=list(specs), AlarmTypes=["MetricAlarm"]).get("MetricAlarms", [])
+        paginator = self.ctx.client("cloudwatch").get_paginator("describe_alarms")
+        found = [alarm for page in paginator.paginate(AlarmNames=list(specs),
+                                                      AlarmTypes=["MetricAlarm"])
+                 for alarm in page.get("MetricAlarms", [])]
         states = {a["AlarmName"]: str(a.get("StateValue", "")) for a in found}
         return [AlarmNow(name, states.get(name, "missing"),
                          f"{spec.namespace} {spec.metric} {spec.dimension[0]}="
