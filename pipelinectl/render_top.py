@@ -24,6 +24,9 @@ from rich.text import Text
 from pipelinectl.operate.top import Series, Snapshot
 from pipelinectl.render import PIPED_WIDTH
 
+#: What rich gives a dumb terminal (rich.console.Console.size).
+DUMB_WIDTH = 80
+
 BLOCKS = "▁▂▃▄▅▆▇█"
 ASCII_LEVELS = "_.-=+*#@"
 ALARM_STYLE = {"OK": "green", "ALARM": "bold red", "INSUFFICIENT_DATA": "yellow",
@@ -44,8 +47,11 @@ def console() -> Console:
     """The console `top` writes to; without a colour system (no escape codes) when NO_COLOR
     is set."""
     no_color = bool(os.environ.get("NO_COLOR"))
-    return Console(highlight=False, color_system=None if no_color else "auto",
-                   width=None if sys.stdout.isatty() else PIPED_WIDTH)
+    # rich draws a dumb terminal 80 wide only when given no width and no height (LINES set
+    # alone, as pytest-xdist's workers have it, skips that rule): say it ourselves.
+    dumb = os.environ.get("TERM", "").lower() in ("dumb", "unknown")
+    width = DUMB_WIDTH if dumb else None if sys.stdout.isatty() else PIPED_WIDTH
+    return Console(highlight=False, color_system=None if no_color else "auto", width=width)
 
 
 def sparkline(points: Sequence[float | None], *, unicode: bool = True) -> str:
