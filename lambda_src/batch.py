@@ -15,6 +15,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -26,7 +27,7 @@ from .files import FileProcessor, FileStats
 from .observability import logger
 from .persist import PersistCounts, Persister
 from .rejects import DeadLetter, DeadLetters
-from .validation import Transaction, validate
+from .validation import Origin, Transaction, validate
 
 
 @dataclass
@@ -52,6 +53,15 @@ class RecordPlan:
     txns: list[Transaction] = field(default_factory=list)
     txn_items: list[int] = field(default_factory=list)  # 1-based item index of each txn
     failure: str | None = None  # transient: becomes a batch item failure
+    origin: Origin = field(default_factory=Origin)
+
+    def transaction_id(self) -> str | None:
+        """The id of a one-transaction message, valid or not, for the DLQ log line (so
+        `pipelinectl trace ID` finds a dead-lettered transaction in the logs)."""
+        items = self.payload.items if self.payload else []
+        value = items[0].get("transaction_id") if len(items) == 1 and isinstance(
+            items[0], dict) else None
+        return str(value)[:256] if isinstance(value, str | int) else None
 
     def dead_letter(self) -> DeadLetter | None:
         """The DLQ entry if any part of the message was invalid."""
@@ -117,7 +127,8 @@ class BatchRun:
             if plan.failure is not None:
                 raise TransientError(plan.failure)
             if plan.payload is not None and plan.payload.work is not None:
-                self._add_file(self.files.resume(plan.payload.work, self.deadline_ms))
+                self._add_file(self.files.resume(plan.payload.work, self.deadline_ms,
+                                                 plan.origin))
             elif plan.payload is not None and plan.payload.files:
                 self._process_files(plan)
             return "ok"
@@ -135,22 +146,26 @@ class BatchRun:
         body = record.get("body")
         plan = RecordPlan(str(record.get("messageId")), body if isinstance(body, str) else "",
                           record.get("messageAttributes") or {})
+        plan.origin = Origin(plan.message_id, queued_at=_queued_at(record))
         try:
             plan.payload = unwrap(plan.body, plan.attributes)
         except Rejected as problem:
             plan.problem = problem
             self.stats.rejected += 1
             return plan
+        if plan.payload.sns_message_id:
+            plan.origin = Origin(plan.message_id, plan.payload.sns_message_id,
+                                 plan.origin.queued_at)
         for index, item in enumerate(plan.payload.items, start=1):
             try:
-                plan.txns.append(self._validate_item(item, plan.payload))
+                plan.txns.append(self._validate_item(item, plan.payload, plan.origin))
                 plan.txn_items.append(index)
             except Rejected as problem:
                 plan.item_problems.append((index, problem))
         self.stats.rejected += len(plan.item_problems)
         return plan
 
-    def _validate_item(self, item: Any, payload: Payload) -> Transaction:
+    def _validate_item(self, item: Any, payload: Payload, origin: Origin) -> Transaction:
         try:
             size = len(json.dumps(item, default=str).encode())
         except (RecursionError, ValueError):
@@ -159,7 +174,7 @@ class BatchRun:
             raise Rejected("oversized_row", f"the transaction is larger than "
                                             f"{self.settings.max_row_bytes} bytes")
         return validate(item, source=payload.via, type_attribute=payload.type_attribute,
-                        unknown_fields=self.settings.unknown_fields)
+                        unknown_fields=self.settings.unknown_fields, origin=origin)
 
     def _store_inline(self) -> None:
         owners: dict[str, list[RecordPlan]] = defaultdict(list)
@@ -193,9 +208,11 @@ class BatchRun:
                 self.plans[letter.message_id].failure = failed[letter.message_id]
             else:
                 self.stats.dead_lettered += 1
+                txn_id = self.plans[letter.message_id].transaction_id()
                 logger.warning("message sent to the DLQ", extra={
                     "message_id": letter.message_id, "error_code": letter.problem.code,
-                    "error_reason": letter.problem.reason})
+                    "error_reason": letter.problem.reason,
+                    **({"transaction_id": txn_id} if txn_id is not None else {})})
 
     def _add_file(self, stats: FileStats) -> None:
         self.stats.files += 1
@@ -209,7 +226,7 @@ class BatchRun:
         missing: Rejected | None = None
         for ref in plan.payload.files if plan.payload else []:
             try:
-                stats = self.files.process(ref, self.deadline_ms, plan.message_id)
+                stats = self.files.process(ref, self.deadline_ms, plan.message_id, plan.origin)
             except Rejected as problem:
                 missing = missing or problem
                 self.stats.rejected += 1
@@ -220,3 +237,14 @@ class BatchRun:
             self._dead_letter([plan])
             if plan.failure is not None:
                 raise TransientError(plan.failure)
+
+
+def _queued_at(record: Mapping[str, Any]) -> str | None:
+    """When SQS received the message: the record's ``SentTimestamp`` (epoch ms), as ISO 8601."""
+    attributes = record.get("attributes")
+    sent = attributes.get("SentTimestamp") if isinstance(attributes, Mapping) else None
+    try:
+        moment = datetime.fromtimestamp(int(str(sent)) / 1000, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

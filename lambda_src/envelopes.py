@@ -51,6 +51,7 @@ class Payload:
     files: list[FileRef] = field(default_factory=list)
     items: list[Any] = field(default_factory=list)
     type_attribute: str | None = None
+    sns_message_id: str | None = None  # the SNS notification's MessageId, when via SNS
     ignored: str | None = None  # why the record needs no work (e.g. an s3:TestEvent)
     work: Work | None = None  # a part or continuation of a large file (lambda_src/split.py)
 
@@ -66,6 +67,8 @@ def unwrap(body: str, sqs_attributes: Mapping[str, Any] | None = None) -> Payloa
         if not isinstance(message, str):
             raise Rejected("bad_envelope", "SNS notification has no string Message")
         payload.via = "sns"
+        payload.sns_message_id = doc.get("MessageId") if isinstance(doc.get("MessageId"),
+                                                                     str) else None
         payload.type_attribute = _sns_attribute(doc) or payload.type_attribute
         try:
             doc = loads_strict(message)

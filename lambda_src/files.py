@@ -29,7 +29,7 @@ from .readers import Row, detect_format, iter_rows, open_detected, open_stream
 from .rejects import RejectsFile, rejects_key, send_batches
 from .split import RangeBody, Work, part_bytes_for, run_id, scan
 from .storage import BATCH_GET_LIMIT
-from .validation import Transaction, validate
+from .validation import Origin, Transaction, validate
 
 #: Time kept back before the deadline to store the chunk in hand, write the rejects and send
 #: the continuation: a fifth of what the slice had, within these bounds.
@@ -53,6 +53,7 @@ class _Slice:
     rejects: RejectsFile
     stats: FileStats = field(default_factory=FileStats)
     last: Row | None = None
+    origin: Origin | None = None  # the message that carried this slice, stored on its rows
 
 
 class FileProcessor:
@@ -69,7 +70,8 @@ class FileProcessor:
     def can_hand_off(self) -> bool:
         return bool(self.settings.queue_url and self.sqs is not None and self.runs)
 
-    def process(self, ref: FileRef, deadline_ms: int, message_id: str = "") -> FileStats:
+    def process(self, ref: FileRef, deadline_ms: int, message_id: str = "",
+                origin: Origin | None = None) -> FileStats:
         """An Object Created event: read it whole, or plan its parts when it is large.
         Raises Rejected if the object is gone, TransientError to retry."""
         if ref.replay:  # `pipelinectl replay` sent this event: a new run of the file
@@ -89,9 +91,9 @@ class FileProcessor:
                 and work.size > self.settings.split_threshold_bytes):
             return self._plan(Work(**{**work.__dict__, "kind": "scan"}), stream, body,
                               deadline_ms)
-        return self._slice(work, stream, body, deadline_ms)
+        return self._slice(work, stream, body, deadline_ms, origin)
 
-    def resume(self, work: Work, deadline_ms: int) -> FileStats:
+    def resume(self, work: Work, deadline_ms: int, origin: Origin | None = None) -> FileStats:
         """A part, a continuation or the planner's own continuation."""
         if not self.can_hand_off or self.runs is None:
             raise TransientError("a file work message needs QUEUE_URL; redeploy with "
@@ -102,9 +104,10 @@ class FileProcessor:
                 stream = open_stream(ranged, gzipped=False)
                 if work.kind == "scan":  # the planner's continuation, from where it stopped
                     return self._plan(work, stream, ranged, deadline_ms)
-                return self._slice(work, stream, ranged, deadline_ms)
+                return self._slice(work, stream, ranged, deadline_ms, origin)
             body = self._get(work.bucket, work.key, work.uri, etag=work.etag)["Body"]
-            return self._slice(work, open_stream(body, gzipped=work.gzip), body, deadline_ms)
+            return self._slice(work, open_stream(body, gzipped=work.gzip), body, deadline_ms,
+                               origin)
         except Rejected as problem:  # deleted or replaced since the run began
             self.runs.failed(work, f"{problem.reason}; the run was stopped (a new upload of "
                                    "the key is processed by its own run)")
@@ -133,9 +136,10 @@ class FileProcessor:
         return FileStats()
 
     # -- reading ----------------------------------------------------------------------
-    def _slice(self, work: Work, stream: IO[bytes], body: Any, deadline_ms: int) -> FileStats:
+    def _slice(self, work: Work, stream: IO[bytes], body: Any, deadline_ms: int,
+               origin: Origin | None = None) -> FileStats:
         """Read, validate and store rows until the end of the work or of the time."""
-        state = _Slice(work, RejectsFile(work.uri))
+        state = _Slice(work, RejectsFile(work.uri), origin=origin)
         window = work.window()
         out_of_time = self._timer(deadline_ms) if self.can_hand_off else (lambda: False)
         follow: Work | None = None
@@ -186,10 +190,12 @@ class FileProcessor:
             return
         try:
             pending.append(validate(row.value, source=f"{state.work.uri}#{row.number}",
-                                    unknown_fields=self.settings.unknown_fields))
+                                    unknown_fields=self.settings.unknown_fields,
+                                    origin=state.origin))
             origins.append(Row(row.number, text=row.text, line=row.line))
         except Rejected as problem:
-            state.rejects.add(row.number, problem, row.raw, row.line)
+            state.rejects.add(row.number, problem, row.raw, row.line,
+                              transaction_id=_id_of(row.value))
 
     def _flusher(self, pending: list[Transaction], origins: list[Row], deadline_ms: int,
                  state: _Slice) -> Callable[[], None]:
@@ -199,7 +205,8 @@ class FileProcessor:
             outcome = self.persister.persist(pending, deadline_ms)
             for position, problem in sorted(outcome.conflicts.items()):
                 row = origins[position]
-                state.rejects.add(row.number, problem, row.raw, row.line)
+                state.rejects.add(row.number, problem, row.raw, row.line,
+                                  transaction_id=pending[position].transaction_id)
             pending.clear()
             origins.clear()
             state.stats.outcome.add(outcome)
@@ -220,6 +227,8 @@ class FileProcessor:
                              unchanged=stats.outcome.unchanged, rejected=stats.rejected)
         logger.info("file processed" if follow is None else "file slice handed on", extra={
             "source": work.uri, "rows": stats.rows, "rejected": stats.rejected,
+            "stored": counts.stored, "unchanged": counts.unchanged,
+            "alerts_sent": stats.outcome.alerts_sent, "rejects": rejects or "",
             "part": work.part, "slice": work.slice, "run_id": work.run})
         if self.runs is not None:
             if follow is None and work.kind == "whole" and work.slice == 1:
@@ -275,6 +284,12 @@ class FileProcessor:
             return self.s3.get_object(Bucket=bucket, Key=key, **extra)
         except ClientError as exc:
             raise object_read_error(exc, uri) from None
+
+
+def _id_of(value: Any) -> str | None:
+    """A rejected row's transaction id as written (valid or not), for its rejects line."""
+    found = value.get("transaction_id") if isinstance(value, dict) else None
+    return str(found).strip()[:256] if isinstance(found, str | int) and found != "" else None
 
 
 def _first_window(work: Work) -> int:

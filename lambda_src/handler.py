@@ -113,6 +113,7 @@ def handle(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, A
     request_id = getattr(context, "aws_request_id", None)
     if request_id:
         logger.append_keys(request_id=request_id)
+    runtime.persister.store.request_id = request_id  # stored on the items this one writes
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list):
         raise ValueError("expected an SQS event with a Records list")

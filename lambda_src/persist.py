@@ -187,7 +187,8 @@ class Persister:
         outcome = Outcome()
         changed = [t for t in plain if _changed(t, existing.get(t.transaction_id))]
         outcome.unchanged += len(plain) - len(changed)
-        items = [build_item(t, processed_at, existing.get(t.transaction_id)) for t in changed]
+        items = [build_item(t, processed_at, existing.get(t.transaction_id), self.store.request_id)
+                 for t in changed]
         try:
             unwritten = self.store.put(items)
         except AWS_ERRORS as exc:
@@ -225,7 +226,8 @@ class Persister:
             if txn_id in result.sent:
                 outcome.alerts_sent += 1
                 logger.info("alert sent", extra={"transaction_id": txn_id,
-                                                  "sns_message_id": result.sent[txn_id]})
+                                                  "sns_message_id": result.sent[txn_id],
+                                                  **_file_of(claimed[txn_id][0])})
                 if not self._record(txn_id, result.sent[txn_id]):
                     outcome.alerts_unrecorded += 1
             else:
@@ -293,6 +295,13 @@ def _shown(value: object) -> str:
     if isinstance(value, Decimal):
         return f"{value.quantize(CENT)}" if value == value.quantize(CENT) else str(value)
     return "(none)" if value is None else repr(value)
+
+
+def _file_of(txn: Transaction) -> dict[str, str]:
+    """``file`` (``s3://bucket/key``) for a file row's log lines, so `pipelinectl trace` finds
+    a file's alerts with one exact-match filter pattern; nothing for a message's."""
+    file, _, row = txn.source.rpartition("#")
+    return {"file": file, "row": row} if file.startswith("s3://") else {}
 
 
 def _changed(txn: Transaction, old: Existing | None) -> bool:

@@ -213,13 +213,18 @@ class RejectsFile:
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
 
     def add(self, row: int | None, problem: Rejected, raw: str = "",
-            line: int | None = None) -> None:
+            line: int | None = None, *, transaction_id: str | None = None) -> None:
+        """``transaction_id``, when the row has one, lets `pipelinectl trace ID` find the
+        line without parsing ``raw`` (which is clipped, and CSV)."""
         self.count += 1
         if self.count > MAX_DETAILED_REJECTS:
             self._unlisted[problem.code] += 1
             return
-        self._write({"source": self.source_uri, "row": row, "line": line,
-                     "code": problem.code, "reason": problem.reason, "raw": raw})
+        entry = {"source": self.source_uri, "row": row, "line": line,
+                 "code": problem.code, "reason": problem.reason, "raw": raw}
+        if transaction_id is not None:
+            entry["transaction_id"] = transaction_id
+        self._write(entry)
 
     def _write(self, entry: dict[str, Any]) -> None:
         # ASCII-escaped: input may hold lone surrogates, which no UTF-8 encoder accepts.

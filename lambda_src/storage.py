@@ -58,6 +58,9 @@ CLAIM_UNTIL = "alert_claim_until"
 CLAIM_TOKEN = "alert_claim_token"
 FINGERPRINT = "fingerprint"
 OPTIONAL_FIELDS = ("customer_id", "type")
+#: Where the stored version came from (:func:`origin_fields`); removed when a new version
+#: lacks one, so an item never mixes two versions' origins.
+ORIGIN_FIELDS = ("message_id", "sns_message_id", "queued_at", "request_id")
 #: The business fields read back, to name what differs in a conflicting duplicate.
 CONTENT_FIELDS = ("amount", "timestamp", "currency", "customer_id", "type")
 
@@ -106,10 +109,22 @@ def from_attributes(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
 
 
-def new_item(txn: Transaction, processed_at: str, old: Existing | None) -> dict[str, Any]:
+def origin_fields(txn: Transaction, request_id: str | None) -> dict[str, str]:
+    """Where the stored version came from - SQS (and SNS) message ids, when it was queued,
+    the Lambda request id - so `pipelinectl trace` finds its message and invocation logs.
+    Written with the content, so an unchanged redelivery keeps the first ones."""
+    fields = txn.origin.fields() if txn.origin is not None else {}
+    if request_id:
+        fields["request_id"] = request_id
+    return fields
+
+
+def new_item(txn: Transaction, processed_at: str, old: Existing | None,
+             request_id: str | None = None) -> dict[str, Any]:
     """The whole item for a put; keeps a previous ``alerted_at`` so a put never re-arms it."""
-    item = {**txn.content(), "source": txn.source, "processed_at": processed_at,
-            FINGERPRINT: txn.fingerprint}
+    item: dict[str, Any] = {**txn.content(), "source": txn.source,
+                            "processed_at": processed_at, FINGERPRINT: txn.fingerprint,
+                            **origin_fields(txn, request_id)}
     if old is not None and old.alerted_at is not None:
         item[ALERTED_AT] = old.alerted_at
         item[ALERT_MESSAGE_ID] = old.alert_message_id
@@ -131,6 +146,9 @@ class TransactionStore:
         self.table = table_name
         self.sleep = sleep
         self.base_delay = base_delay
+        #: The running invocation's Lambda request id (set by the handler per invocation;
+        #: a container runs one invocation at a time), stored on what it writes.
+        self.request_id: str | None = None
 
     def read(self, ids: Iterable[str]) -> dict[str, Existing]:
         """The alert/fingerprint state of ``ids`` that exist (BatchGetItem, 100 keys a call)."""
@@ -218,7 +236,7 @@ class TransactionStore:
         return exists, unwritten
 
     def _create_action(self, txn: Transaction, processed_at: str) -> dict[str, Any]:
-        sets, removes, names, values = _field_updates(txn, processed_at)
+        sets, removes, names, values = _field_updates(txn, processed_at, self.request_id)
         for alias in removes:  # nothing to remove on a new item; AWS refuses unused names
             del names[alias]
         names["#id"] = "transaction_id"
@@ -231,7 +249,7 @@ class TransactionStore:
 
     def update_fields(self, txn: Transaction, processed_at: str) -> None:
         """Rewrite the business fields of a changed item, leaving its alert state alone."""
-        sets, removes, names, values = _field_updates(txn, processed_at)
+        sets, removes, names, values = _field_updates(txn, processed_at, self.request_id)
         expression = _expression(sets, removes)
         self.client.update_item(
             TableName=self.table, Key={"transaction_id": {"S": txn.transaction_id}},
@@ -251,8 +269,8 @@ class TransactionStore:
         alerting right now" and "a different version is stored" apart.
         """
         sets, removes, names, values = (
-            _field_updates(txn, processed_at) if processed_at else ([], [], {}, {})
-        )
+            _field_updates(txn, processed_at, self.request_id) if processed_at
+            else ([], [], {}, {}))
         sets += ["#cu = :cu", "#ct = :ct"]
         expression = _expression(sets, removes)
         names.update({"#cu": CLAIM_UNTIL, "#ct": CLAIM_TOKEN, "#at": ALERTED_AT})
@@ -335,12 +353,12 @@ def _existing(item: dict[str, Any]) -> Existing:
 
 
 def _field_updates(
-    txn: Transaction, processed_at: str
+    txn: Transaction, processed_at: str, request_id: str | None = None
 ) -> tuple[list[str], list[str], dict[str, str], dict[str, Any]]:
     """``SET`` every business field and ``REMOVE`` absent optional ones, with aliased names
     (``timestamp``, ``source`` and ``type`` are DynamoDB reserved words)."""
     fields = {**txn.content(), "source": txn.source, "processed_at": processed_at,
-              FINGERPRINT: txn.fingerprint}
+              FINGERPRINT: txn.fingerprint, **origin_fields(txn, request_id)}
     fields.pop("transaction_id")
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
@@ -350,7 +368,8 @@ def _field_updates(
         values[f":f{index}"] = value
         sets.append(f"#f{index} = :f{index}")
     removes: list[str] = []
-    for index, name in enumerate(n for n in OPTIONAL_FIELDS if n not in fields):
+    for index, name in enumerate(n for n in OPTIONAL_FIELDS + ORIGIN_FIELDS
+                                 if n not in fields):
         names[f"#r{index}"] = name
         removes.append(f"#r{index}")
     return sets, removes, names, values

@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
@@ -42,6 +42,21 @@ Problem = tuple[str, str]
 
 
 @dataclass(frozen=True)
+class Origin:
+    """How a transaction reached the function, stored on its item so `pipelinectl trace` can
+    follow it back: the SQS message (and the SNS message inside it), when SQS received it."""
+
+    message_id: str | None = None
+    sns_message_id: str | None = None
+    queued_at: str | None = None  # the SQS record's SentTimestamp, ISO 8601
+
+    def fields(self) -> dict[str, str]:
+        return {k: v for k, v in (("message_id", self.message_id),
+                                  ("sns_message_id", self.sns_message_id),
+                                  ("queued_at", self.queued_at)) if v}
+
+
+@dataclass(frozen=True)
 class Transaction:
     """A validated transaction, normalised the way it is stored."""
 
@@ -52,6 +67,8 @@ class Transaction:
     customer_id: str | None = None
     type: str | None = None
     source: str = "sqs"
+    #: Where it came from; not content (no part of the fingerprint or of equality).
+    origin: Origin | None = field(default=None, compare=False)
 
     def content(self) -> dict[str, Any]:
         """The business fields, without where the transaction came from."""
@@ -117,6 +134,7 @@ def validate(
     source: str = "sqs",
     type_attribute: str | None = None,
     unknown_fields: str = "reject",
+    origin: Origin | None = None,
 ) -> Transaction:
     """Check one raw transaction and return it normalised, or raise Rejected with all reasons.
 
@@ -148,7 +166,8 @@ def validate(
     if problems:
         raise Rejected(problems[0][0], "; ".join(message for _, message in problems))
     assert txn_id is not None and amount is not None and timestamp is not None
-    return Transaction(txn_id, amount, timestamp, currency, customer_id, txn_type, source)
+    return Transaction(txn_id, amount, timestamp, currency, customer_id, txn_type, source,
+                       origin)
 
 
 def _field(problems: list[Problem], raw: Mapping[Any, Any], name: str, check: Any) -> Any:
