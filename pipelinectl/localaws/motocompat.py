@@ -102,6 +102,7 @@ def _patches() -> list[_Patch]:
     from moto.cloudwatch.models import CloudWatchBackend
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.events.models import Rule
+    from moto.logs import models as logs_models
     from moto.s3.models import FakeBucket
     from moto.s3.responses import S3Response
     from moto.sns.models import Subscription
@@ -111,6 +112,7 @@ def _patches() -> list[_Patch]:
         enforce,
         motocompat_cloudwatch,
         motocompat_dynamodb,
+        motocompat_logs,
         motocompat_sqs,
         rolecalls,
     )
@@ -130,6 +132,8 @@ def _patches() -> list[_Patch]:
         _Patch(ActionAuthenticatorMixin, "_authenticate_and_authorize_action",
                rolecalls.authenticate_and_authorize),
         _Patch(Subscription, "publish", enforce.subscription_publish),
+        # l. FilterLogEvents patterns evaluated as AWS does (motocompat_logs.py).
+        _Patch(logs_models, "EventMessageFilter", motocompat_logs.filter_with_aws_patterns),
     ]
 
 
