@@ -1,4 +1,4 @@
-"""Operate commands: send-test, test, logs, top, dlq, local, demo. Parse, call, render.
+"""Operate commands: send-test, test, logs, top, trace, dlq, local, demo. Parse, call, render.
 
 Same conventions as `cli.py`: each command takes the global options as a `CliState`
 (cli_state.pass_state); the core lives in `pipelinectl.operate`. Heavy modules are imported
@@ -167,6 +167,33 @@ def top(state: CliState, interval: float, once: bool) -> None:
         render_top.run(console, collector.snapshot, interval, as_json=out.json)
     except KeyboardInterrupt:
         return  # Ctrl-C is how `top` ends: exit 0, no traceback
+
+# -- trace --------------------------------------------------------------------------------
+
+
+@click.command("trace")
+@click.argument("target", metavar="ID|s3://BUCKET/incoming/KEY")
+@click.option("--since", help="Search from this time (30m, 2d, ISO 8601); default: 15 min "
+              "before the item was stored, or 24h back when nothing is stored.")
+@pass_state
+def trace(state: CliState, target: str, since: str | None) -> None:
+    """One transaction's (or one file's) path end to end, as a timeline.
+
+    How it entered, the Lambda invocations that handled it, the stored item and its alert,
+    or its DLQ entry / rejects line, with the time between steps; missing pieces are named.
+    """
+    from pipelinectl import render_trace
+    from pipelinectl.operate import logs as logs_core
+    from pipelinectl.operate import trace as core
+
+    if not target.strip():
+        raise UsageError("Give a transaction id or s3://BUCKET/incoming/KEY.")
+    since_ms = logs_core.parse_since(since) if since else None
+    found = core.collect(state.context(), target, since_ms)
+    render_trace.trace(state.renderer(), found)
+    if not found.found:
+        raise PipelineError(f"Nothing found for {target!r} in the window searched; try "
+                            "--since 7d, or check the id (`pipelinectl logs`).")
 
 
 # -- dlq ----------------------------------------------------------------------------------
