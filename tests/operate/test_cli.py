@@ -104,15 +104,16 @@ def _subprocess(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_help_does_not_import_boto3_rich_or_moto() -> None:
-    """The one --help import test: top-level, a provisioning and two operate commands."""
+    """The one --help import test: top-level, a provisioning and three operate commands."""
     code = ("import sys\nfrom pipelinectl.cli import main\n"
             "for args in (['--help'], ['up', '--help'], ['send-test', '--help'], "
-            "['dlq', '--help']):\n"
+            "['dlq', '--help'], ['trace', '--help']):\n"
             "    try:\n        main(args)\n    except SystemExit:\n        pass\n"
             "print(sorted(m for m in ('boto3', 'botocore', 'rich', 'moto') if m in sys.modules))")
     result = _subprocess("-c", code)
-    assert result.stdout.count("Usage:") == 4, result.stderr
+    assert result.stdout.count("Usage:") == 5, result.stderr
     assert "teardown" in result.stdout and "redrive" in result.stdout
+    assert "ID|s3://BUCKET/incoming/KEY" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
 
 
