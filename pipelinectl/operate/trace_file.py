@@ -4,7 +4,8 @@ rejected, its alerts and its rejects objects.
 
 From: HeadObject (size, upload time), the function's JSON log lines naming the file
 (``{ $.source = "…" || $.file = "…" }``: one per slice read, per split, per alert, per
-completed run; never one per row), the START/REPORT lines of those invocations, and the
+completed run; never one per row), the START/REPORT lines of those invocations, the file's
+run record (operate/fileruns.py: mode, parts, exact counts once complete), and the
 rejects objects ``rejected/<key>.errors.jsonl`` / ``rejected/<key>.part-NNNNN[-N].errors.jsonl``.
 The window starts one minute before the upload (or 24 hours back without the object).
 """
@@ -12,10 +13,13 @@ The window starts one minute before the upload (or 24 hours back without the obj
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from typing import Any
 
 from pipelinectl.engine import aws_errors
 from pipelinectl.errors import PipelineError, UsageError
+from pipelinectl.operate import fileruns
+from pipelinectl.operate.fileruns import FileRun, read_file_run
 from pipelinectl.operate.trace import (
     DEFAULT_LOOKBACK_MS,
     REJECTS_PREFIX,
@@ -38,8 +42,11 @@ COUNTS = ("rows", "stored", "unchanged", "rejected", "alerts_sent")
 
 
 def parse_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    if not bucket or not key.startswith(INCOMING) or key.endswith("/"):
+    try:
+        bucket, key = fileruns.parse_uri(uri)
+    except ValueError:
+        bucket, key = "", ""
+    if not key.startswith(INCOMING) or key.endswith("/"):
         raise UsageError(f"{uri!r} is not a file the pipeline reads: give "
                          "s3://BUCKET/incoming/KEY (or a transaction id).")
     return bucket, key
@@ -72,22 +79,45 @@ def trace_file(ctx: Context, uri: str, since_ms: int | None = None) -> Trace:
     trace.rejects = [r for r in trace.rejects
                      if mine.fullmatch(r["object"].split("/", 3)[3])]
     totals = {name: sum(int(s.get(name) or 0) for s in slices) for name in COUNTS}
+    run = _run_record(ctx, trace, bucket, key)
+    if run is not None:  # the record is exact where log lines may be missing or expired
+        totals = {**asdict(run.counts), "alerts_sent": totals["alerts_sent"]}
     trace.file = {"bucket": bucket, "key": key, **trace.file, "counts": totals,
+                  "counts_from": "run record" if run is not None else "log lines",
                   "slices": len(slices), "alerts": [
                       {"transaction_id": a.get("transaction_id"), "row": a.get("row"),
                        "sns_message_id": a.get("sns_message_id")} for a in alerts],
                   "rejects_objects": sorted({r["object"] for r in trace.rejects}),
                   "message_ids": sorted({str(s["message_id"]) for s in slices
                                          if s.get("message_id")})}
-    trace.found = bool(slices)
-    trace.outcome = (f"read: {totals['rows']} rows, {totals['stored']} stored, "
+    trace.found = bool(slices) or run is not None
+    state = f"{run.state} ({run.mode} run)" if run is not None else "read"
+    trace.outcome = (f"{state}: {totals['rows']} rows, {totals['stored']} stored, "
                      f"{totals['unchanged']} unchanged, {totals['rejected']} rejected, "
-                     f"{len(alerts)} alert(s)") if slices else "not read"
+                     f"{len(alerts)} alert(s)") if trace.found else "not read"
     if not lines:
         trace.missing.append(retention_note(ctx, start, now))
-    trace.missing.append("counts are summed from the processor's log lines per slice; the "
-                         "file's run record is not read yet")
     return trace.finish()
+
+
+def _run_record(ctx: Context, trace: Trace, bucket: str, key: str) -> FileRun | None:
+    """The file's run record (operate/fileruns.py): mode, parts, exact counts, failure."""
+    with aws_errors(ctx):
+        run = read_file_run(ctx.client("dynamodb"), ctx.names.table, bucket, key)
+    if run is None:
+        trace.missing.append("no run record for this file (never read, or read by a processor "
+                             "older than run records): counts are summed from log lines")
+        return None
+    trace.file["run"] = run.as_dict()
+    if run.started_at is not None:
+        trace.steps.append(Step(int(run.started_at.timestamp() * 1000), "run started", (
+            f"run {run.run_id}, {run.mode}, {run.parts_total or '?'} part(s)")))
+    if run.failed_reason:
+        trace.missing.append(f"the run failed: {run.failed_reason}")
+    elif run.completed_at is None:
+        trace.missing.append(f"the run is still going: {run.parts_done} of "
+                             f"{run.parts_total or '?'} part(s) done")
+    return run
 
 
 def _head(ctx: Context, trace: Trace, bucket: str, key: str) -> int | None:

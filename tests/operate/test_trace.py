@@ -143,11 +143,16 @@ def test_a_file(local: LocalPipeline) -> None:
     assert found["kind"] == "file" and found["found"]
     assert found["file"]["counts"] == {"rows": 3, "stored": 2, "unchanged": 0, "rejected": 1,
                                        "alerts_sent": 1}
+    assert found["file"]["counts_from"] == "run record"
+    assert (found["file"]["run"]["state"], found["file"]["run"]["mode"]) == ("complete", "single")
+    assert found["outcome"].startswith("complete (single run): 3 rows, 2 stored")
     assert [a["transaction_id"] for a in found["file"]["alerts"]] == ["tr-f2"]
     assert len(found["file"]["rejects_objects"]) == 1
     assert steps(found)[0] == "file uploaded"
-    assert {"alert sent", "file processed", "invocation ended"} <= set(steps(found))
+    assert {"run started", "alert sent", "file processed", "invocation ended"} <= set(
+        steps(found))
     assert_timeline(found)
+    assert found["missing"] == []
 
 
 def test_text_output_and_nothing_found(local: LocalPipeline) -> None:
