@@ -240,7 +240,9 @@ class BatchRun:
 
 
 def _queued_at(record: Mapping[str, Any]) -> str | None:
-    """When SQS received the message: the record's ``SentTimestamp`` (epoch ms), as ISO 8601."""
+    """When SQS received the message: the record's ``SentTimestamp`` (epoch ms), as ISO 8601.
+    Lambda's SQS event carries it in each record's ``attributes`` (Lambda Developer Guide,
+    "Using Lambda with Amazon SQS", example standard queue message event)."""
     attributes = record.get("attributes")
     sent = attributes.get("SentTimestamp") if isinstance(attributes, Mapping) else None
     try:

@@ -37,8 +37,10 @@ from pipelinectl.resources.base import Context, error_code
 #: 900 seconds): an invocation that stored something started at most this long before.
 INVOCATION_MS = 900_000
 DEFAULT_LOOKBACK_MS = 24 * 3600 * 1000
-#: FilterLogEvents' filterPattern is at most 1024 characters (CloudWatch Logs API
-#: Reference, FilterLogEvents); a `?"RequestId: <uuid>"` term is 50, so 15 fit with room.
+#: FilterLogEvents' filterPattern is at most 1024 characters (botocore's CloudWatch Logs
+#: model, shape FilterPattern: max 1024); a `?"RequestId: <uuid>"` term is 50, so 15 fit.
+#: Every page is followed (logs.fetch uses the paginator): "partially full or empty pages
+#: don't necessarily mean that pagination is finished" (API Reference, FilterLogEvents).
 REQUEST_TERMS_PER_CALL = 15
 REJECTS_PREFIX = "rejected/"  # the function's REJECTS_PREFIX (resources/function.py)
 MAX_REJECTS_OBJECTS = 200  # rejects objects read per trace, newest first
@@ -157,7 +159,10 @@ def invocations(ctx: Context, request_ids: list[str], start_ms: int, end_ms: int
                 missing: list[str]) -> list[dict[str, Any]]:
     """START and REPORT of each request id: when it ran and for how long (Lambda writes
     ``REPORT RequestId: … Duration: … ms Billed Duration: … ms …``, Lambda Developer Guide,
-    "Using CloudWatch Logs with Lambda")."""
+    "Using CloudWatch Logs with Lambda"). That is the plain-text log format, Lambda's default,
+    which `up` keeps (it sets no LoggingConfig); a function switched to the JSON log format
+    writes ``platform.report`` records instead, which this does not read (the invocation is
+    then reported without its duration, and the gap is named)."""
     found: dict[str, dict[str, Any]] = {r: {"request_id": r} for r in request_ids}
     for chunk_start in range(0, len(request_ids), REQUEST_TERMS_PER_CALL):
         chunk = request_ids[chunk_start:chunk_start + REQUEST_TERMS_PER_CALL]

@@ -153,6 +153,7 @@ def _uploaded(ctx: Context, trace: Trace, file: str) -> None:
     except PipelineError as exc:
         trace.missing.append(f"the file {file} cannot be read now ({exc})")
         return
+    # HeadObject's LastModified is the HTTP Last-Modified header, an HTTP-date: whole seconds.
     trace.steps.append(Step(int(head["LastModified"].timestamp() * 1000), "file uploaded",
                             f"{file} ({head.get('ContentLength')} bytes; S3 keeps whole "
                             "seconds)"))
