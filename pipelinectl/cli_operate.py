@@ -168,6 +168,7 @@ def top(state: CliState, interval: float, once: bool) -> None:
     except KeyboardInterrupt:
         return  # Ctrl-C is how `top` ends: exit 0, no traceback
 
+
 # -- trace --------------------------------------------------------------------------------
 
 
