@@ -113,6 +113,7 @@ def _patches() -> list[_Patch]:
         motocompat_cloudwatch,
         motocompat_dynamodb,
         motocompat_logs,
+        motocompat_models,
         motocompat_sqs,
         rolecalls,
     )
@@ -128,6 +129,7 @@ def _patches() -> list[_Patch]:
                motocompat_cloudwatch.get_metric_data_as_aws),
         *motocompat_sqs.patches(_Patch),
         *motocompat_dynamodb.patches(_Patch),  # h, j
+        *motocompat_models.patches(_Patch),  # m
         # Policy enforcement (enforce.py, rolecalls.py): hooks, inert until enabled.
         _Patch(ActionAuthenticatorMixin, "_authenticate_and_authorize_action",
                rolecalls.authenticate_and_authorize),
