@@ -1,6 +1,7 @@
 """Memory of the local AWS under the chaos bench: peak RSS, RSS over time, and what holds it.
 
-    .venv/bin/python bench/bench_memory.py --transactions 1000 [--limit-gb 4] [--tracemalloc SECONDS]
+    .venv/bin/python bench/bench_memory.py --transactions 1000 [--limit-gb 4] [--referrers]
+        [--tracemalloc SECONDS]
 
 Runs bench/bench_chaos.py's run() in this process (the local AWS in-process, ``up``, faults
 on) while a thread samples this process's VmRSS (and its Lambda workers') every second. Above
@@ -12,6 +13,7 @@ the end it prints the peak, the samples, and the sizes of what moto's backends k
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import signal
@@ -75,10 +77,8 @@ class Sampler(threading.Thread):
                 print(f"GUARD: RSS {own // 1024} MB + workers {workers // 1024} MB above "
                       f"{self.limit_kb // 1024} MB: killing the run", flush=True)
                 for pid in children:
-                    try:
+                    with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
                 self.report()
                 os._exit(3)
             time.sleep(self.interval)
@@ -96,43 +96,43 @@ class Sampler(threading.Thread):
             print(f"  {t:7.0f} s  {own / 1024:7.0f} MB  workers {workers / 1024:6.0f} MB")
 
 
-def backend_sizes() -> dict[str, int]:
+def backend_sizes() -> Counter[str]:
     """What moto's backends hold, counted (all accounts and regions)."""
-    from moto.cloudwatch.models import cloudwatch_backends
     from moto.dynamodb.models import dynamodb_backends
-    from moto.logs.models import logs_backends
     from moto.s3.models import s3_backends
     from moto.sqs.models import sqs_backends
 
     from pipelinectl.localaws._aws import regional_backends
 
-    sizes: dict[str, int] = {}
+    sizes = _log_and_metric_sizes()
+    for _, _, sqs in regional_backends(sqs_backends):
+        for q in sqs.queues.values():
+            sizes["sqs messages"] += len(q._messages)
+            sizes["sqs deleted_messages"] += len(getattr(q, "deleted_messages", ()))
+    for _, _, ddb in regional_backends(dynamodb_backends):
+        for table in ddb.tables.values():
+            sizes["dynamodb items"] += len(table)
+    for account in s3_backends:
+        for bucket in s3_backends[account]["global"].buckets.values():
+            sizes["s3 keys"] += len(bucket.keys)
+            sizes["s3 key versions"] += sum(len(v) for v in bucket.keys.lists())
+    return sizes
 
-    def add(key: str, n: int) -> None:
-        sizes[key] = sizes.get(key, 0) + n
 
+def _log_and_metric_sizes() -> Counter[str]:
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.logs.models import logs_backends
+
+    from pipelinectl.localaws._aws import regional_backends
+
+    sizes: Counter[str] = Counter()
     for _, _, logs in regional_backends(logs_backends):
         for group in logs.groups.values():
             for stream in group.streams.values():
-                add("logs events", len(stream.events))
-                add("logs event bytes", sum(len(e.message) for e in stream.events))
+                sizes["logs events"] += len(stream.events)
+                sizes["logs event bytes"] += sum(len(e.message) for e in stream.events)
     for _, _, cw in regional_backends(cloudwatch_backends):
-        add("cloudwatch datapoints", len(getattr(cw, "metric_data", [])))
-        add("cloudwatch paginated", len(getattr(cw, "paged_metric_data", {})))
-    for _, _, sqs in regional_backends(sqs_backends):
-        for q in sqs.queues.values():
-            add("sqs messages", len(q._messages))
-            add("sqs deleted_messages", len(getattr(q, "deleted_messages", ())))
-    for _, _, ddb in regional_backends(dynamodb_backends):
-        for table in ddb.tables.values():
-            add("dynamodb items", len(table))
-            if table.stream_shard is not None:
-                add("dynamodb stream records", len(table.stream_shard.items))
-    for account in s3_backends:
-        backend = s3_backends[account]["global"]
-        for bucket in backend.buckets.values():
-            add("s3 keys", len(bucket.keys))
-            add("s3 key versions", sum(len(v) for v in bucket.keys.lists()))
+        sizes["cloudwatch datapoints"] += len(cw.metric_data)
     return sizes
 
 
@@ -169,8 +169,9 @@ def mark_item_sites(every: int = 10) -> None:
     Item.__init__, Item.__deepcopy__ = __init__, __deepcopy__  # type: ignore[method-assign]
 
 
-def stray_referrers(samples: int = 5) -> None:
-    """What refers to DynamoDB Items that are not in any table (chains of referrer types)."""
+def stray_referrers() -> None:
+    """How many moto DynamoDB Items are alive in no table, and where the sampled ones were made
+    (mark_item_sites)."""
     from moto.dynamodb.models import dynamodb_backends
     from moto.dynamodb.models.dynamo_type import Item
 
@@ -185,14 +186,6 @@ def stray_referrers(samples: int = 5) -> None:
     gc.collect()
     strays = [o for o in gc.get_objects() if isinstance(o, Item) and id(o) not in stored]
     print(f"{len(strays)} Items in no table")
-    import traceback
-    for ident, frame in sys._current_frames().items():
-        if ident != threading.get_ident():
-            print(f"  thread {ident}:", " | ".join(
-                f"{Path(f.filename).name}:{f.lineno} {f.name}"
-                for f in traceback.extract_stack(frame)[-14:]))
-    for item in strays[:samples]:
-        print("   <- " + " <- ".join(_referrer_chain(item, {id(strays)})))
     sites = Counter(getattr(item, "_bench_site", "?") for item in strays)
     for site, n in sites.most_common(4):
         print(f"  {n} made at: {site}")
@@ -202,32 +195,6 @@ def stray_referrers(samples: int = 5) -> None:
             else "?" for item in strays)
         for site, n in sites.most_common(3):
             print(f"  {n} allocated at:\n{site}")
-
-
-def _referrer_chain(obj: Any, ignore: set[int], depth: int = 8) -> list[str]:
-    """Types of the first referrer, its first referrer, ... (this function's own and the
-    caller's containers ignored)."""
-    chain: list[str] = []
-    seen = set(ignore)
-    for _ in range(depth):
-        refs = gc.get_referrers(obj)
-        seen.update({id(refs), id(chain), id(seen), id(sys._getframe())})
-        found = [r for r in refs if id(r) not in seen]
-        del refs
-        if not found:
-            break
-        seen.add(id(obj))
-        obj = found[0]
-        desc = type(obj).__qualname__
-        if hasattr(obj, "f_code"):
-            desc += f"({obj.f_code.co_filename}:{obj.f_lineno} {obj.f_code.co_name})"
-        elif isinstance(obj, dict):
-            desc += f"{list(obj)[:5]}"
-        elif hasattr(obj, "__dict__"):
-            desc += f"({list(vars(obj))[:5]})"
-        chain.append(desc)
-        del found
-    return chain
 
 
 def main() -> None:

@@ -64,7 +64,7 @@ def weakly_tracked_new(_original: Any) -> Any:
     """``BaseModel.__new__`` that lists the instance weakly (moto's lists it strongly)."""
 
     def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
-        instance = object.__new__(cls)
+        instance: Any = object.__new__(cls)
         tracked = cls.__dict__.get("instances_tracked")
         if not isinstance(tracked, WeakInstances):
             with _convert_lock:  # the first instance since moto (re)set the list
