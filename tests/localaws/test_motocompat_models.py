@@ -1,4 +1,4 @@
-"""Patch k (motocompat_models.py): moto keeps every model object it made; patched, a copy made
+"""Patch m (motocompat_models.py): moto keeps every model object it made; patched, a copy made
 to answer a request is freed. Measured by counting live objects, never by timing."""
 
 from __future__ import annotations
@@ -51,12 +51,12 @@ def _table_then_scans() -> tuple[Any, int]:
     return ddb, _live_items() - before
 
 
-def test_defect_k_moto_keeps_a_copy_of_every_item_each_scan_returned(plain_moto: None) -> None:
+def test_defect_m_moto_keeps_a_copy_of_every_item_each_scan_returned(plain_moto: None) -> None:
     _, added = _table_then_scans()
     assert added >= ITEMS * SCANS  # every scan's deep copies, still alive
 
 
-def test_patch_k_scans_leave_nothing_alive_and_the_dashboard_lists_live_models(
+def test_patch_m_scans_leave_nothing_alive_and_the_dashboard_lists_live_models(
         patched: None) -> None:
     from moto.dynamodb.models.dynamo_type import Item
 
@@ -70,7 +70,7 @@ def test_patch_k_scans_leave_nothing_alive_and_the_dashboard_lists_live_models(
     assert len(Item.instances_tracked) == ITEMS - 1  # a deleted item is gone from it too
 
 
-def test_patch_k_sqs_receives_leave_no_message_copies(patched: None) -> None:
+def test_patch_m_sqs_receives_leave_no_message_copies(patched: None) -> None:
     """ReceiveMessage deep-copies each message it returns (moto's SQS models)."""
     from moto.sqs.models import Message
 
