@@ -25,7 +25,13 @@ def patched() -> Iterator[None]:
 
 @pytest.fixture
 def plain_moto() -> Iterator[None]:
+    from moto.core.model_instances import reset_model_data
+
     with moto.mock_aws(), motocompat.unpatched():
+        # Plain moto's own lists: the patch turned them into weak ones in any class that
+        # made an instance earlier in this process, and moto's original __new__ appends to
+        # whatever the class holds. moto's reset gives every class a new list.
+        reset_model_data()
         yield
 
 
