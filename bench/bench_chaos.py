@@ -124,7 +124,8 @@ def dead_lettered(ctx: Any) -> list[tuple[str, str | None]]:
     moved after ``maxReceiveCount`` failed receives has none."""
     from pipelinectl.operate.targets import Targets
 
-    sqs, url, letters = ctx.client("sqs"), Targets(ctx).dlq_url(), []
+    sqs, url = ctx.client("sqs"), Targets(ctx).dlq_url()
+    letters: list[tuple[str, str | None]] = []
     seen: set[str] = set()
     while True:
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300,
@@ -138,6 +139,20 @@ def dead_lettered(ctx: Any) -> list[tuple[str, str | None]]:
                 code = message.get("MessageAttributes", {}).get("ErrorCode", {})
                 letters.append((json.loads(message["Body"])["transaction_id"],
                                 code.get("StringValue")))
+
+
+def lambda_errors(ctx: Any, since: float) -> int:
+    """Invocations that failed since ``since`` (AWS/Lambda Errors, Sum): injected timeouts and
+    crashes, and the real timeouts of a loaded machine. AWS counts a timeout as an error
+    (Lambda Developer Guide, "Types of metrics for Lambda functions": Errors)."""
+    import datetime as dt
+
+    start = dt.datetime.fromtimestamp(since - 60, dt.UTC)
+    answer = ctx.client("cloudwatch").get_metric_statistics(
+        Namespace="AWS/Lambda", MetricName="Errors", Statistics=["Sum"], Period=60,
+        Dimensions=[{"Name": "FunctionName", "Value": ctx.names.function}],
+        StartTime=start, EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1))
+    return int(sum(point["Sum"] for point in answer["Datapoints"]))
 
 
 def dlq_depth(ctx: Any) -> int:
@@ -181,7 +196,7 @@ def run(ctx: Any, endpoint: str, total: int, seed: int, timeout: float,
     sink = alert_sink(ctx)
     admin(endpoint, faults, seed)
     plan = Plan(total)
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     send(ctx, plan)
     seen: Counter[str] = Counter()
     deadline = time.monotonic() + timeout
@@ -195,49 +210,65 @@ def run(ctx: Any, endpoint: str, total: int, seed: int, timeout: float,
         time.sleep(2)
     items = stored(ctx)
     seen += alerts(ctx, sink)
-    faults = admin(endpoint)
+    counted = admin(endpoint)
+    time.sleep(3)  # the local AWS ships metrics every second or so
     return {"plan": plan, "items": items, "alerts": seen, "dlq": dead_lettered(ctx),
-            "rejected_rows": rejected_rows(ctx), "faults": faults,
+            "lambda_errors": lambda_errors(ctx, started_wall),
+            "rejected_rows": rejected_rows(ctx), "faults": counted,
             "seconds": time.monotonic() - started}
 
 
 def check(result: dict[str, Any]) -> dict[str, int]:
-    """Assert the invariants; return the counts to print."""
+    """Assert the invariants; return the counts to print (in the failure message too)."""
     plan: Plan = result["plan"]
     items, seen, faults = result["items"], result["alerts"], result["faults"]
     lambda_faults = sum(r["injected"] for r in faults["rules"] if r["rule"].startswith("invoke:"))
-    repeated = sum(n - 1 for n in seen.values() if n > 1)
+    # Every invocation that died: the injected ones and a loaded machine's real timeouts.
+    deaths = max(lambda_faults, result["lambda_errors"])
+    coded = [t for t, code in result["dlq"] if code]  # dead-lettered by the processor
+    moved = [t for t, code in result["dlq"] if not code]  # moved by SQS (maxReceiveCount)
     counts = {"transactions": plan.total, "valid": len(plan.valid()),
               "stored": len(items), "over_threshold": len(plan.over()),
               "alerted": len(set(seen) & plan.over()), "alerts_sent": sum(seen.values()),
-              "alerts_repeated": repeated, "lambda_faults": lambda_faults,
+              "alerts_repeated": sum(n - 1 for n in seen.values() if n > 1),
+              "lambda_faults": lambda_faults, "lambda_errors": result["lambda_errors"],
               "faults_injected": faults["injected"],
               "invalid_messages": len(plan.invalid_messages()), "dlq": len(result["dlq"]),
+              "dlq_repeated": len(coded) - len(set(coded)),
+              "dlq_after_max_receives": len(moved),
               "invalid_file_rows": plan.invalid_file_rows(),
               "rejected_rows": result["rejected_rows"]}
-    assert set(items) == plan.valid(), "stored != valid"  # all valid, once (one key each)
-    assert plan.over() <= set(seen), f"not alerted: {sorted(plan.over() - set(seen))[:5]}"
-    assert set(seen) <= plan.over(), "an alert for a transaction at or below the threshold"
-    assert all("alerted_at" in items[t] for t in plan.over()), "alert not recorded"
-    # README "Storage and the alert guarantee": a repeat needs window 1 (the function died
-    # between SNS accepting and alerted_at being written): at most one per injected Lambda
-    # fault. Injected SNS errors answer before SNS accepts, so they cannot repeat one.
-    assert repeated <= lambda_faults, f"{repeated} repeats > {lambda_faults} Lambda faults"
-    # The processor dead-letters each invalid message once, with its ErrorCode. A valid one
-    # may also reach the DLQ without a code: SQS moves a message after maxReceiveCount failed
-    # receives (SQS Developer Guide, "Using dead-letter queues"), as it would on AWS when a
-    # batch times out that often (a loaded machine's real timeouts, not only injected ones);
-    # it must then have been stored by an earlier attempt (checked above: stored == valid).
-    dlq = sorted(t for t, code in result["dlq"] if code)
-    invalid = sorted(plan.invalid_messages())
-    assert dlq == invalid, (f"DLQ != invalid messages: extra {sorted(set(dlq) - set(invalid))}"
-                            f"[:5], missing {sorted(set(invalid) - set(dlq))[:5]}, "
-                            f"{len(dlq)} vs {len(invalid)}")
-    moved = [t for t, code in result["dlq"] if not code]
-    assert set(moved) <= plan.valid(), f"moved by SQS but not valid: {moved[:5]}"
-    counts["dlq_after_max_receives"] = len(moved)
-    assert result["rejected_rows"] == plan.invalid_file_rows(), "rejects != invalid rows"
+    problems = [what for what, broken in _violations(plan, result, coded, moved, deaths,
+                                                     counts) if broken]
+    assert not problems, f"{'; '.join(problems)}. Counts: {counts}"
     return counts
+
+
+def _violations(plan: Plan, result: dict[str, Any], coded: list[str], moved: list[str],
+                deaths: int, counts: dict[str, int]) -> list[tuple[str, bool]]:
+    """(what, broken) for each invariant. README "Storage and the alert guarantee": an alert
+    repeats only if the function died between SNS accepting it and alerted_at being written,
+    and a dead letter only if it died between SendMessageBatch to the DLQ and Lambda deleting
+    the message (at-least-once delivery): at most one each per invocation that died. Injected
+    SNS errors answer before SNS accepts, so they cannot repeat one. A valid message may reach
+    the DLQ without a code: SQS moves a message after maxReceiveCount failed receives (SQS
+    Developer Guide, "Using dead-letter queues"); an earlier attempt must have stored it."""
+    items, seen = result["items"], result["alerts"]
+    invalid = plan.invalid_messages()
+    return [
+        ("stored != valid", set(items) != plan.valid()),  # all valid, once (one key each)
+        (f"not alerted: {sorted(plan.over() - set(seen))[:5]}", not plan.over() <= set(seen)),
+        ("an alert at or below the threshold", not set(seen) <= plan.over()),
+        ("alert not recorded", not all("alerted_at" in items.get(t, {}) for t in plan.over())),
+        (f"{counts['alerts_repeated']} alert repeats > {deaths} invocations that died",
+         counts["alerts_repeated"] > deaths),
+        (f"DLQ != invalid messages: extra {sorted(set(coded) - invalid)[:5]}, missing "
+         f"{sorted(invalid - set(coded))[:5]}", set(coded) != invalid),
+        (f"{counts['dlq_repeated']} dead letters repeated > {deaths} invocations that died",
+         counts["dlq_repeated"] > deaths),
+        (f"moved by SQS but not valid: {moved[:5]}", not set(moved) <= plan.valid()),
+        ("rejects != invalid rows", result["rejected_rows"] != plan.invalid_file_rows()),
+    ]
 
 
 def main() -> None:
