@@ -62,6 +62,7 @@ class RecordPlan:
         value = items[0].get("transaction_id") if len(items) == 1 and isinstance(
             items[0], dict) else None
         return str(value)[:256] if isinstance(value, str | int) else None
+    retry: bool = False  # SQS delivered it before (ApproximateReceiveCount > 1)
 
     def dead_letter(self) -> DeadLetter | None:
         """The DLQ entry if any part of the message was invalid."""
@@ -147,6 +148,8 @@ class BatchRun:
         plan = RecordPlan(str(record.get("messageId")), body if isinstance(body, str) else "",
                           record.get("messageAttributes") or {})
         plan.origin = Origin(plan.message_id, queued_at=_queued_at(record))
+        plan.retry = str((record.get("attributes") or {}).get("ApproximateReceiveCount",
+                                                             "1")) not in ("", "1")
         try:
             plan.payload = unwrap(plan.body, plan.attributes)
         except Rejected as problem:
@@ -226,7 +229,8 @@ class BatchRun:
         missing: Rejected | None = None
         for ref in plan.payload.files if plan.payload else []:
             try:
-                stats = self.files.process(ref, self.deadline_ms, plan.message_id, plan.origin)
+                stats = self.files.process(ref, self.deadline_ms, plan.message_id,
+                                           plan.origin, retry=plan.retry)
             except Rejected as problem:
                 missing = missing or problem
                 self.stats.rejected += 1

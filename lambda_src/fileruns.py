@@ -9,6 +9,16 @@ Every write is an UpdateItem (the role's table actions) conditioned on the run i
 slice of an older run never touches a newer run's record, and the completion is written
 exactly once (``attribute_not_exists(completed_at)``).
 
+Each work message (a part, a continuation) first *claims* its slice with its SQS message id,
+and a finished slice records where its continuation starts (``next``). SQS delivers at least
+once and a slice may be retried after it recorded and sent its continuation (a timeout or
+crash before the acknowledgement); the retry's own stopping point would differ (it depends on
+time), so without this a second chain of slices would run the rest of the file again, and
+the run's counts would mix both chains' slices (seen on `pipelinectl local`: a gzip retried
+after a timeout ran as two chains, "2 running"). So: a retry of a recorded slice sends the
+recorded continuation (never its own), and a second message for a claimed slice (that
+re-sent continuation, or a duplicate delivery under another id) does nothing.
+
 A slice's counts are written with ``if_not_exists``: the first finished attempt of a slice
 defines them. After a crash the retried slice finds the crashed attempt's rows already stored
 and counts them as unchanged, so ``stored + unchanged`` is exact and ``stored`` a lower bound.
@@ -17,7 +27,7 @@ and counts them as unchanged, so ``stored + unchanged`` is exact and ``stored`` 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -53,8 +63,8 @@ class FileRuns:
                   ":t": work.started_ms, ":empty": {}}
         expression = ("SET run_id = :r, uri = :uri, etag = :etag, size_bytes = :size, "
                       "file_format = :fmt, run_mode = :mode, started_at_ms = :t, "
-                      "slices = :empty REMOVE completed_at_ms, failed_reason, parts_done, "
-                      "parts_total, totals")
+                      "slices = :empty, claims = :empty "
+                      "REMOVE completed_at_ms, failed_reason, parts_done, parts_total, totals")
         if parts_total is not None:
             expression = expression.replace(" REMOVE", ", parts_total = :n REMOVE").replace(
                 ", parts_total, totals", ", totals")
@@ -69,10 +79,29 @@ class FileRuns:
                             condition="run_id = :r")
         self._maybe_complete(work, item)
 
+    def claim(self, work: Work, message_id: str) -> tuple[bool, dict[str, Any] | None]:
+        """Claim this slice for ``message_id`` (one UpdateItem): (go on?, the slice's recorded
+        entry if a previous attempt of this message already finished it). False: another
+        message holds the slice, or a newer run the record. The event's own first slice has
+        no record to claim in before it hands on: it goes on, as it always did."""
+        first = work.kind == "whole" and work.slice == 1
+        name = f"scan-s{work.slice:04d}" if work.kind == "scan" else work.slice_id
+        item = self._update(work, "SET claims.#c = if_not_exists(claims.#c, :m)",
+                            {":r": work.run, ":m": message_id}, names={"#c": name},
+                            condition="run_id = :r AND (attribute_not_exists(claims.#c) "
+                                      "OR claims.#c = :m)", quiet=first)
+        if item is None:
+            return first, None
+        entry = (item.get("slices") or {}).get(work.slice_id)
+        return True, entry if work.kind != "scan" else None
+
     def slice_done(self, work: Work, counts: SliceCounts, *, part_finished: bool,
-                   rejects: str | None) -> None:
+                   rejects: str | None, follow: Work | None = None) -> None:
         entry = {**{name: getattr(counts, name) for name in COUNTS},
                  "rejects": rejects or "", "part": work.part}
+        if follow is not None:  # where the continuation starts, for a retry to re-send
+            entry["next"] = {k: v for k, v in asdict(follow).items()
+                             if k != "slice" and v != getattr(work, k)}
         expression = "SET slices.#s = if_not_exists(slices.#s, :c)"
         values: dict[str, Any] = {":r": work.run, ":c": entry}
         if part_finished:

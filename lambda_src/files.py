@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import IO, Any
 
 from botocore.exceptions import ClientError
@@ -71,9 +72,10 @@ class FileProcessor:
         return bool(self.settings.queue_url and self.sqs is not None and self.runs)
 
     def process(self, ref: FileRef, deadline_ms: int, message_id: str = "",
-                origin: Origin | None = None) -> FileStats:
+                origin: Origin | None = None, *, retry: bool = False) -> FileStats:
         """An Object Created event: read it whole, or plan its parts when it is large.
-        Raises Rejected if the object is gone, TransientError to retry."""
+        Raises Rejected if the object is gone, TransientError to retry. ``retry``: SQS
+        delivered the event before; if that attempt already handed on, it is not redone."""
         if ref.replay:  # `pipelinectl replay` sent this event: a new run of the file
             logger.info("file replayed", extra={"source": ref.uri, "replay": ref.replay})
         try:
@@ -91,6 +93,9 @@ class FileProcessor:
                 and work.size > self.settings.split_threshold_bytes):
             return self._plan(Work(**{**work.__dict__, "kind": "scan"}), stream, body,
                               deadline_ms)
+        if retry and self.can_hand_off and not self._claimed(work, message_id):
+            body.close()
+            return FileStats()
         return self._slice(work, stream, body, deadline_ms, origin)
 
     def resume(self, work: Work, deadline_ms: int, origin: Origin | None = None) -> FileStats:
@@ -98,6 +103,9 @@ class FileProcessor:
         if not self.can_hand_off or self.runs is None:
             raise TransientError("a file work message needs QUEUE_URL; redeploy with "
                                  "`pipelinectl lambda`")
+        message_id = (origin.message_id if origin else None) or ""
+        if not self._claimed(work, message_id):
+            return FileStats()
         try:
             if work.kind in ("part", "scan"):
                 ranged = RangeBody(self.s3, work, work.start, _first_window(work))
@@ -112,6 +120,26 @@ class FileProcessor:
             self.runs.failed(work, f"{problem.reason}; the run was stopped (a new upload of "
                                    "the key is processed by its own run)")
             return FileStats()
+
+    def _claimed(self, work: Work, message_id: str) -> bool:
+        """Whether to read this slice: not when another message holds it (a duplicate), nor
+        when this message's earlier attempt finished it; then its recorded continuation is
+        sent again (it may not have been: the attempt can have died between the two), never
+        a new one from a different stopping point (lambda_src/fileruns.py)."""
+        assert self.runs is not None
+        go, entry = self.runs.claim(work, message_id)
+        if not go:
+            logger.info("file slice already taken by another message; nothing to do",
+                        extra={"source": work.uri, "slice": work.slice_id, "run_id": work.run})
+            return False
+        if entry is None:
+            return True
+        logger.info("file slice already done; its continuation is sent again", extra={
+            "source": work.uri, "slice": work.slice_id, "run_id": work.run})
+        if entry.get("next") is not None:
+            self._send([Work.from_doc({**asdict(work), **_plain(entry["next"]),
+                                       "slice": work.slice + 1})])
+        return False
 
     # -- planning -------------------------------------------------------------------
     def _plan(self, work: Work, stream: IO[bytes], body: Any, deadline_ms: int) -> FileStats:
@@ -237,7 +265,7 @@ class FileProcessor:
                 if work.slice == 1 and work.kind == "whole":  # resumed: a run of one part
                     self.runs.start(work, "resumed", parts_total=1)
                 self.runs.slice_done(work, counts, part_finished=follow is None,
-                                     rejects=rejects)
+                                     rejects=rejects, follow=follow)
         if follow is not None:
             self._send([follow])
 
@@ -290,6 +318,17 @@ def _id_of(value: Any) -> str | None:
     """A rejected row's transaction id as written (valid or not), for its rejects line."""
     found = value.get("transaction_id") if isinstance(value, dict) else None
     return str(found).strip()[:256] if isinstance(found, str | int) and found != "" else None
+
+
+def _plain(value: Any) -> Any:
+    """A value read back from DynamoDB with its numbers as int again (Work wants ints)."""
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _first_window(work: Work) -> int:

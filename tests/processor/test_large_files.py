@@ -197,3 +197,48 @@ def test_quoted_newlines_fall_back_to_sequential_from_there(small_parts: Pipelin
     assert items["q-250"]["source"] == f"s3://{BUCKET}/incoming/quoted.csv#250"
     assert rejected_rows(pipeline) == sorted(bad)
     assert pipeline.runs()[f"s3://{BUCKET}/incoming/quoted.csv"]["totals"]["rows"] == 300
+
+
+def test_a_slice_retried_after_handing_on_does_not_start_a_second_chain(
+        small_parts: Pipeline) -> None:
+    """The first slice of a gzip hands on, then its invocation times out before SQS hears
+    back (seen on `pipelinectl local`: a cold worker's first slice, "timed out after 3s").
+    The redelivered event must not read the file again and hand on from its own, later,
+    stopping point: that ran the rest of the file twice ("2 running" in the live view) and
+    the run's totals mixed slices of both chains."""
+    pipeline = small_parts
+    data, big, bad = rows(600, "t")
+    uri = f"s3://{BUCKET}/incoming/twice.jsonl.gz"
+    drop(pipeline, "incoming/twice.jsonl.gz",
+         gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in data)))
+    pipeline.runtime.persister.after_read = lambda _chunk: pipeline.clock.advance(1)
+    event = pipeline.receive()
+    assert len(event) == 1
+    pipeline.invoke(pipeline.event(event), 2.5)  # one chunk, continuation sent ...
+    pipeline.sqs.change_message_visibility(  # ... and no answer: SQS delivers it again
+        QueueUrl=pipeline.queue_url, ReceiptHandle=event[0]["ReceiptHandle"],
+        VisibilityTimeout=0)
+    pipeline.runtime.persister.after_read = lambda _chunk: pipeline.clock.advance(0.1)
+    messages = pipeline.receive()
+    again = [m for m in messages if m["MessageId"] == event[0]["MessageId"]]
+    assert again and again[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+    for message in messages:
+        if message is not again[0]:
+            pipeline.sqs.change_message_visibility(
+                QueueUrl=pipeline.queue_url, ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=0)
+    assert pipeline.invoke(pipeline.event(again), 2.5) == {"batchItemFailures": []}
+    pipeline.sqs.delete_message(QueueUrl=pipeline.queue_url,
+                                ReceiptHandle=again[0]["ReceiptHandle"])
+    run_until_idle(pipeline, timeout_s=2.5)
+
+    sent = [json.loads(e["MessageBody"]) for c in pipeline.recorder.ops("SendMessageBatch")
+            if c.params["QueueUrl"] == pipeline.queue_url for e in c.params["Entries"]]
+    second = {w["skip"] for w in sent if w["slice"] == 2}
+    assert len(second) == 1  # one place the rest of the file starts from
+    assert len(pipeline.items()) == 600 - len(bad)
+    assert sorted(a["body"]["transaction_id"] for a in pipeline.alerts()) == sorted(big)
+    assert rejected_rows(pipeline) == sorted(bad)  # each bad row once
+    totals = pipeline.runs()[uri]["totals"]
+    assert (totals["rows"], totals["stored"] + totals["unchanged"], totals["rejected"]) == (
+        600, 600 - len(bad), len(bad))
