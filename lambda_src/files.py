@@ -104,6 +104,9 @@ class FileProcessor:
             raise TransientError("a file work message needs QUEUE_URL; redeploy with "
                                  "`pipelinectl lambda`")
         message_id = (origin.message_id if origin else None) or ""
+        if self._timer(deadline_ms)():  # a batch of several parts: pass this one on
+            self._send([work])  # untouched, unclaimed (the copy claims it when it runs)
+            return FileStats()
         if not self._claimed(work, message_id):
             return FileStats()
         try:

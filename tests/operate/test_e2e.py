@@ -89,14 +89,16 @@ class LocalPipeline:
         return item
 
 
-def _start_local(cwd: Path, env: dict[str, str],
-                 consistency: str = "off") -> tuple[subprocess.Popen[bytes], int]:
+def _start_local(cwd: Path, env: dict[str, str], consistency: str = "off",
+                 live: bool = False) -> tuple[subprocess.Popen[bytes], int]:
     """`pipelinectl local --port 0`: it picks a free port and prints its URL (no race).
     AWS's eventual consistency is off unless asked for (test_e2e_consistency.py does), so
-    this story drops files right after `up` without S3's EventBridge window."""
+    this story drops files right after `up` without S3's EventBridge window. ``live``: keep
+    the live view in local.log (what ran, how long, retries) to explain a slow run."""
     log = (cwd / "local.log").open("wb")
     server = subprocess.Popen([sys.executable, "-m", "pipelinectl", "local", "--port", "0",
-                               "--quiet", "--consistency", consistency],
+                               *([] if live else ["--quiet"]),
+                               "--consistency", consistency],
                               cwd=cwd, env=env, stdout=log,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 

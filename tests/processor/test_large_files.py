@@ -242,3 +242,20 @@ def test_a_slice_retried_after_handing_on_does_not_start_a_second_chain(
     totals = pipeline.runs()[uri]["totals"]
     assert (totals["rows"], totals["stored"] + totals["unchanged"], totals["rejected"]) == (
         600, 600 - len(bad), len(bad))
+
+
+def test_parts_passed_on_untouched_by_a_busy_invocation_are_still_read(
+        small_parts: Pipeline) -> None:
+    """Several parts in one batch: once the first has used the time, the others are sent on
+    as they are. The copies must be read (a claim taken before passing a part on made its
+    copy "already taken": on `pipelinectl local` two of three parts were never read)."""
+    pipeline = small_parts
+    pipeline.runtime.persister.after_read = lambda _chunk: pipeline.clock.advance(1)
+    data, big, bad = rows(250, "b")
+    drop(pipeline, "incoming/busy.csv", as_csv(data))
+    run_until_idle(pipeline, timeout_s=2.5)
+    assert len(pipeline.items()) == 250 - len(bad)
+    assert sorted(a["body"]["transaction_id"] for a in pipeline.alerts()) == sorted(big)
+    assert rejected_rows(pipeline) == sorted(bad)
+    totals = pipeline.runs()[f"s3://{BUCKET}/incoming/busy.csv"]["totals"]
+    assert (totals["rows"], totals["parts"]) == (250, len(as_csv(data)) // 2048 + 1)
