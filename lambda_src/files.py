@@ -93,6 +93,9 @@ class FileProcessor:
                 and work.size > self.settings.split_threshold_bytes):
             return self._plan(Work(**{**work.__dict__, "kind": "scan"}), stream, body,
                               deadline_ms)
+        if self._passed_on(work, deadline_ms):
+            body.close()
+            return FileStats()
         if retry and self.can_hand_off and not self._claimed(work, message_id):
             body.close()
             return FileStats()
@@ -104,10 +107,7 @@ class FileProcessor:
             raise TransientError("a file work message needs QUEUE_URL; redeploy with "
                                  "`pipelinectl lambda`")
         message_id = (origin.message_id if origin else None) or ""
-        if self._timer(deadline_ms)():  # a batch of several parts: pass this one on
-            self._send([work])  # untouched, unclaimed (the copy claims it when it runs)
-            return FileStats()
-        if not self._claimed(work, message_id):
+        if self._passed_on(work, deadline_ms) or not self._claimed(work, message_id):
             return FileStats()
         try:
             if work.kind in ("part", "scan"):
@@ -123,6 +123,15 @@ class FileProcessor:
             self.runs.failed(work, f"{problem.reason}; the run was stopped (a new upload of "
                                    "the key is processed by its own run)")
             return FileStats()
+
+    def _passed_on(self, work: Work, deadline_ms: int) -> bool:
+        """A batch of several files or parts whose first used the time: this one is sent on
+        untouched - and unclaimed, before any call that takes time (a part claimed and then
+        passed on would find its copy refused as a duplicate, and never be read)."""
+        if not self.can_hand_off or not self._timer(deadline_ms)():
+            return False
+        self._send([work])
+        return True
 
     def _claimed(self, work: Work, message_id: str) -> bool:
         """Whether to read this slice: not when another message holds it (a duplicate), nor
@@ -175,9 +184,6 @@ class FileProcessor:
         out_of_time = self._timer(deadline_ms) if self.can_hand_off else (lambda: False)
         follow: Work | None = None
         try:
-            if out_of_time():  # a batch of several parts: pass this one on untouched
-                self._send([work])
-                return state.stats
             follow = self._read(state, iter_rows(stream, work.fmt, self.settings.max_row_bytes,
                                                  window), deadline_ms, out_of_time)
             if follow is not None:

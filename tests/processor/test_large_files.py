@@ -244,13 +244,22 @@ def test_a_slice_retried_after_handing_on_does_not_start_a_second_chain(
         600, 600 - len(bad), len(bad))
 
 
+@pytest.mark.parametrize("claim_seconds", [0, 0.6])
 def test_parts_passed_on_untouched_by_a_busy_invocation_are_still_read(
-        small_parts: Pipeline) -> None:
+        small_parts: Pipeline, claim_seconds: float) -> None:
     """Several parts in one batch: once the first has used the time, the others are sent on
     as they are. The copies must be read (a claim taken before passing a part on made its
-    copy "already taken": on `pipelinectl local` two of three parts were never read)."""
+    copy "already taken": on `pipelinectl local` parts were never read, also when the
+    claim's own call was what used up the time)."""
     pipeline = small_parts
     pipeline.runtime.persister.after_read = lambda _chunk: pipeline.clock.advance(1)
+
+    def slow_claim(params: dict[str, Any], **_: Any) -> None:
+        if "claims" in params.get("UpdateExpression", ""):
+            pipeline.clock.advance(claim_seconds)
+
+    pipeline.runtime.files.runs.client.meta.events.register(
+        "provide-client-params.dynamodb.UpdateItem", slow_claim)
     data, big, bad = rows(250, "b")
     drop(pipeline, "incoming/busy.csv", as_csv(data))
     run_until_idle(pipeline, timeout_s=2.5)
