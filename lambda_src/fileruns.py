@@ -82,12 +82,15 @@ class FileRuns:
     def claim(self, work: Work, message_id: str) -> tuple[bool, dict[str, Any] | None]:
         """Claim this slice for ``message_id`` (one UpdateItem): (go on?, the slice's recorded
         entry if a previous attempt of this message already finished it). False: another
-        message holds the slice, or a newer run the record. The event's own first slice has
+        message holds the slice, or a newer run the record. A copy passed on untouched
+        claims as the message it was passed on from (``work.claim``), which may have claimed
+        the slice in an attempt that then timed out. The event's own first slice has
         no record to claim in before it hands on: it goes on, as it always did."""
         first = work.kind == "whole" and work.slice == 1
         name = f"scan-s{work.slice:04d}" if work.kind == "scan" else work.slice_id
         item = self._update(work, "SET claims.#c = if_not_exists(claims.#c, :m)",
-                            {":r": work.run, ":m": message_id}, names={"#c": name},
+                            {":r": work.run, ":m": work.claim or message_id},
+                            names={"#c": name},
                             condition="run_id = :r AND (attribute_not_exists(claims.#c) "
                                       "OR claims.#c = :m)", quiet=first)
         if item is None:

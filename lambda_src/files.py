@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import IO, Any
 
@@ -93,7 +93,7 @@ class FileProcessor:
                 and work.size > self.settings.split_threshold_bytes):
             return self._plan(Work(**{**work.__dict__, "kind": "scan"}), stream, body,
                               deadline_ms)
-        if self._passed_on(work, deadline_ms):
+        if self._passed_on(work, deadline_ms, message_id):
             body.close()
             return FileStats()
         if retry and self.can_hand_off and not self._claimed(work, message_id):
@@ -107,7 +107,8 @@ class FileProcessor:
             raise TransientError("a file work message needs QUEUE_URL; redeploy with "
                                  "`pipelinectl lambda`")
         message_id = (origin.message_id if origin else None) or ""
-        if self._passed_on(work, deadline_ms) or not self._claimed(work, message_id):
+        if self._passed_on(work, deadline_ms, message_id) or \
+                not self._claimed(work, message_id):
             return FileStats()
         try:
             if work.kind in ("part", "scan"):
@@ -124,13 +125,14 @@ class FileProcessor:
                                    "the key is processed by its own run)")
             return FileStats()
 
-    def _passed_on(self, work: Work, deadline_ms: int) -> bool:
+    def _passed_on(self, work: Work, deadline_ms: int, message_id: str = "") -> bool:
         """A batch of several files or parts whose first used the time: this one is sent on
         untouched - and unclaimed, before any call that takes time (a part claimed and then
-        passed on would find its copy refused as a duplicate, and never be read)."""
+        passed on would find its copy refused as a duplicate, and never be read). The copy
+        carries this message's id: an earlier attempt of this message may hold the claim."""
         if not self.can_hand_off or not self._timer(deadline_ms)():
             return False
-        self._send([work])
+        self._send([replace(work, claim=work.claim or message_id)])
         return True
 
     def _claimed(self, work: Work, message_id: str) -> bool:

@@ -77,6 +77,9 @@ class Work:
     skip: int = 0
     header: list[str] | None = None
     split: bool = False
+    #: The SQS message id that claimed this slice, carried by a copy passed on untouched
+    #: (lambda_src/fileruns.py, claim); empty for a slice's first message.
+    claim: str = ""
 
     @property
     def uri(self) -> str:
@@ -95,7 +98,7 @@ class Work:
         return json.dumps({WORK_MARKER: 1, **asdict(self)}, separators=(",", ":"))
 
     def next_slice(self, **changes: Any) -> Work:
-        return replace(self, slice=self.slice + 1, **changes)
+        return replace(self, slice=self.slice + 1, claim="", **changes)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Work:
@@ -108,6 +111,7 @@ class Work:
         ints = (work.size, work.started_ms, work.part, work.slice, work.start, work.row,
                 work.line, work.skip)
         if not all(isinstance(n, int) and n >= 0 for n in ints) or work.fmt not in FORMATS \
+                or not isinstance(work.claim, str) \
                 or work.kind not in KINDS or not work.key.startswith(INCOMING_PREFIX):
             raise Rejected("bad_work_message", "a file work message has invalid fields")
         return work

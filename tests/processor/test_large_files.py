@@ -268,3 +268,41 @@ def test_parts_passed_on_untouched_by_a_busy_invocation_are_still_read(
     assert rejected_rows(pipeline) == sorted(bad)
     totals = pipeline.runs()[f"s3://{BUCKET}/incoming/busy.csv"]["totals"]
     assert (totals["rows"], totals["parts"]) == (250, len(as_csv(data)) // 2048 + 1)
+
+
+def test_a_part_claimed_by_a_timed_out_attempt_then_passed_on_is_read(
+        pipeline: Pipeline) -> None:
+    """A part's first attempt claims it and dies; its retry lands in a busy batch and is
+    passed on untouched. The copy must hold that claim (on `pipelinectl local` it was
+    refused as "already taken" and the part was never read: a split CSV stuck at 2/3)."""
+    data, big, bad = rows(300, "k")
+    body = as_csv(data)
+    with_parts(pipeline, len(body) // 3)  # three parts of 100 rows
+    drop(pipeline, "incoming/kept.csv", body)
+    pipeline.drain()  # the planner: parts queued
+    parts = pipeline.receive()
+    assert len(parts) == 3
+
+    def crash(_chunk: Any) -> None:
+        raise SystemExit("worker killed")  # not an Exception: nothing catches it
+
+    pipeline.runtime.persister.after_read = crash
+    with pytest.raises(SystemExit):  # claims part 2, then dies
+        pipeline.invoke(pipeline.event(parts[2:]))
+    pipeline.runtime.persister.after_read = lambda _chunk: pipeline.clock.advance(1)
+    # the retry comes back behind another part that uses the time: passed on untouched
+    assert pipeline.invoke(pipeline.event([parts[0], parts[2]]), 2.5) == {
+        "batchItemFailures": []}
+    for message in parts:
+        pipeline.sqs.change_message_visibility(
+            QueueUrl=pipeline.queue_url, ReceiptHandle=message["ReceiptHandle"],
+            VisibilityTimeout=0)
+    for message in (parts[0], parts[2]):  # acknowledged by that invocation
+        pipeline.sqs.delete_message(QueueUrl=pipeline.queue_url,
+                                    ReceiptHandle=message["ReceiptHandle"])
+    run_until_idle(pipeline, timeout_s=2.5)
+    assert len(pipeline.items()) == 300 - len(bad)
+    assert sorted(a["body"]["transaction_id"] for a in pipeline.alerts()) == sorted(big)
+    assert rejected_rows(pipeline) == sorted(bad)
+    totals = pipeline.runs()[f"s3://{BUCKET}/incoming/kept.csv"]["totals"]
+    assert (totals["rows"], totals["parts"]) == (300, 3)
