@@ -306,3 +306,24 @@ def test_a_part_claimed_by_a_timed_out_attempt_then_passed_on_is_read(
     assert rejected_rows(pipeline) == sorted(bad)
     totals = pipeline.runs()[f"s3://{BUCKET}/incoming/kept.csv"]["totals"]
     assert (totals["rows"], totals["parts"]) == (300, 3)
+
+
+def test_the_runtime_is_built_in_the_init_phase_not_the_first_invocation(
+        pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SDK clients are made while Lambda imports the handler (the init phase, outside the
+    function timeout), so a new execution environment's first slice has its whole time."""
+    from lambda_src import handler
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "ecommerce-processor")
+    built: list[object] = []
+    real = handler.Runtime.from_env
+    monkeypatch.setattr(handler.Runtime, "from_env",
+                        classmethod(lambda cls, **kw: built.append(1) or real(**kw)))
+    handler.reset_runtime(None)
+    try:
+        handler._init_phase()  # what importing the module runs
+        assert built == [1]
+        handler.get_runtime()  # the first invocation builds nothing more
+        assert built == [1]
+    finally:
+        handler.reset_runtime(None)
