@@ -1,12 +1,14 @@
 """Large files on `pipelinectl local` (issue 12), end to end with the deployed processor:
 a CSV split into several parts (part_size_kb = 64, the smallest accepted) and a gzip that
-can only finish by continuation (function_timeout = 3: each slice has about a second before
-it hands on), while two invocations are killed mid-slice (`invoke:...=crash@2`, faults.py).
-Every row stored once, every over-threshold row alerted once, every bad row rejected once,
-and each file's run record complete with those counts.
+can only finish by continuation (function_timeout = 4: each slice keeps 2 s back and has
+about 2 s to read before it hands on; at 3 s a loaded 2-core machine timed slices out),
+while two invocations are killed mid-slice (`invoke:...=crash@2`, faults.py).
+Every row stored once, every over-threshold row alerted (again only within the README's
+window: a worker killed after SNS accepted), every bad row rejected once, and each file's
+run record complete with those counts.
 
-Bounded: 5,000 rows in all (about a minute on a busy 2-core machine, most of it SQS's
-visibility timeout after the crashes); bench/bench_large_files.py runs the same at scale.
+Bounded: 6,200 rows in all (60-120 s on a busy 2-core machine, much of it SQS's visibility
+timeout after the crashes and timeouts); bench/bench_large_files.py runs the same at scale.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from .test_e2e import LocalPipeline, _clean_env, _start_local
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-large-files")]
 
 # visibility_timeout = 6 x the function timeout, as Lambda's developer guide recommends for an
-# SQS event source ("Using Lambda with Amazon SQS"): a crashed slice comes back after 18 s.
+# SQS event source ("Using Lambda with Amazon SQS"): a crashed slice comes back after 24 s.
 PIPELINE_TOML = """\
-function_timeout = 3
-visibility_timeout = 18
+function_timeout = 4
+visibility_timeout = 24
 part_size_kb = 64
 split_threshold_kb = 64
 """
@@ -130,6 +132,10 @@ def live_view(local: LocalPipeline) -> str:
     return (local.cwd / "local.log").read_text()[-4000:]
 
 
+def live_view_all(local: LocalPipeline) -> str:
+    return (local.cwd / "local.log").read_text()
+
+
 def finished(local: LocalPipeline, key: str) -> FileRun | None:
     run = run_record(local, key)
     return run if run is not None and run.state != "running" else None
@@ -143,7 +149,7 @@ def test_a_split_csv_and_a_resumed_gzip_survive_killed_workers_stored_once(
     body = ("transaction_id,amount,timestamp\n" + "".join(
         f"{r['transaction_id']},{r['amount']},{r['timestamp']}\n" for r in csv_rows)).encode()
     assert len(body) > 2 * 64 * 1024  # at least three parts of 64 KiB
-    gz_rows, gz_big, gz_bad = rows(800, "lgz")
+    gz_rows, gz_big, gz_bad = rows(2000, "lgz")
     gz_body = gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in gz_rows))
     s3.put_object(Bucket=bucket, Key=GZ_KEY, Body=gz_body)
     s3.put_object(Bucket=bucket, Key=CSV_KEY, Body=body)
@@ -196,4 +202,8 @@ def test_a_split_csv_and_a_resumed_gzip_survive_killed_workers_stored_once(
 
     wait_for(all_alerted, 30, "every over-threshold row alerted")
     assert set(alerted) == csv_big | gz_big
-    assert set(alerted.values()) == {1}
+    # README "Storage and the alert guarantee": a repeat needs the function to die between
+    # SNS accepting an alert and alerted_at being written, so at most one per killed
+    # invocation (the two crashes and any timeout the live view shows).
+    killed = 2 + live_view_all(local).count("timed out after")
+    assert sum(n - 1 for n in alerted.values()) <= killed, alerted.most_common(3)
