@@ -10,6 +10,7 @@ alarm notifications), the way an on-call e-mail subscription would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -111,25 +112,35 @@ def _start_local(cwd: Path, env: dict[str, str], consistency: str = "off",
     return server, wait_for(port, STARTUP_SECONDS, "pipelinectl local listening")
 
 
-@pytest.fixture(scope="module")
-def local(tmp_path_factory: pytest.TempPathFactory,
-          build_cache: Path) -> Iterator[LocalPipeline]:
-    cwd = tmp_path_factory.mktemp("e2e")
-    (cwd / "pipeline.toml").write_text(PIPELINE_TOML)
+@contextlib.contextmanager
+def running_local(cwd: Path, build_cache: Path, pipeline_toml: str, *, up: bool = True,
+                  consistency: str = "off", live: bool = False) -> Iterator[LocalPipeline]:
+    """`pipelinectl local` serving a pipeline configured by ``pipeline_toml`` in ``cwd``
+    (after `up` unless told not to); stopped with SIGTERM, the clean shutdown path, and
+    killed if it has not stopped 20 s later. Every end-to-end module starts its own."""
+    (cwd / "pipeline.toml").write_text(pipeline_toml)
     env = _clean_env(build_cache)
-    server, port = _start_local(cwd, env)
+    server, port = _start_local(cwd, env, consistency=consistency, live=live)
     env["PIPELINECTL_LOCAL_PORT"] = str(port)
     try:
         pipeline = LocalPipeline(port, cwd, env)
-        pipeline.ok("up", timeout=300)
+        if up:
+            pipeline.ok("up", timeout=300)
         yield pipeline
     finally:
-        server.terminate()  # SIGTERM: the clean shutdown path
+        server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory,
+          build_cache: Path) -> Iterator[LocalPipeline]:
+    with running_local(tmp_path_factory.mktemp("e2e"), build_cache, PIPELINE_TOML) as pipeline:
+        yield pipeline
 
 
 @pytest.fixture(scope="module")

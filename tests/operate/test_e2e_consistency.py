@@ -8,7 +8,6 @@ converges, with the waits the user sees. The scenario is shared with the in-proc
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,26 +18,16 @@ from scenarios import teardown_then_up_converges
 
 from pipelinectl.clients import LOCAL_INFO_PATH
 
-from .test_e2e import PIPELINE_TOML, LocalPipeline, _clean_env, _start_local
+from .test_e2e import PIPELINE_TOML, LocalPipeline, running_local
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-consistency")]
 
 
 @pytest.fixture
 def fast_local(tmp_path: Path, build_cache: Path) -> Iterator[LocalPipeline]:
-    (tmp_path / "pipeline.toml").write_text(PIPELINE_TOML)
-    env = _clean_env(build_cache)
-    server, port = _start_local(tmp_path, env, consistency="fast")
-    env["PIPELINECTL_LOCAL_PORT"] = str(port)
-    try:
-        yield LocalPipeline(port, tmp_path, env)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with running_local(tmp_path, build_cache, PIPELINE_TOML, up=False,
+                       consistency="fast") as pipeline:
+        yield pipeline
 
 
 def test_teardown_then_up_at_once_converges_on_fast_consistency(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from polling import wait_for
 from pipelinectl.operate.fileruns import FileRun, read_file_run
 from pipelinectl.resources.queues import only_sender
 
-from .test_e2e import LocalPipeline, _clean_env, _start_local
+from .test_e2e import LocalPipeline, running_local
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-large-files")]
 
@@ -47,22 +46,9 @@ BUDGET_S = 150  # the whole story once `up` is done; it takes about 60 s here
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) -> Iterator[LocalPipeline]:
-    cwd = tmp_path_factory.mktemp("large")
-    (cwd / "pipeline.toml").write_text(PIPELINE_TOML)
-    env = _clean_env(build_cache)
-    server, port = _start_local(cwd, env, live=True)
-    env["PIPELINECTL_LOCAL_PORT"] = str(port)
-    try:
-        pipeline = LocalPipeline(port, cwd, env)
-        pipeline.ok("up", timeout=300)
+    with running_local(tmp_path_factory.mktemp("large"), build_cache, PIPELINE_TOML,
+                       live=True) as pipeline:
         yield pipeline
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def capture_alerts(local: LocalPipeline) -> str:

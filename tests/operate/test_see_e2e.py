@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from polling import wait_for
 
-from .test_e2e import LocalPipeline, _clean_env, _start_local
+from .test_e2e import LocalPipeline, running_local
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("see-local")]
 #: A function timeout far from what a loaded machine needs: an invocation killed by its
@@ -34,22 +34,9 @@ max_receive_count = 2
 def local(tmp_path_factory: pytest.TempPathFactory,
           build_cache: Path) -> Iterator[LocalPipeline]:
     """test_e2e's story setup: `pipelinectl local`, then `up`, shared by this module."""
-    cwd = tmp_path_factory.mktemp("see")
-    (cwd / "pipeline.toml").write_text(PIPELINE_TOML)
-    env = _clean_env(build_cache)
-    server, port = _start_local(cwd, env)
-    env["PIPELINECTL_LOCAL_PORT"] = str(port)
-    try:
-        pipeline = LocalPipeline(port, cwd, env)
-        pipeline.ok("up", timeout=300)
+    with running_local(tmp_path_factory.mktemp("see"), build_cache,
+                       PIPELINE_TOML) as pipeline:
         yield pipeline
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 #: The path a transaction takes, in drawing order (status --tree).
 FLOW = [("S3 bucket", "ecommerce-landing-123456789012-us-east-1"),

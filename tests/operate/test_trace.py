@@ -5,7 +5,6 @@ timeline's JSON content against what the pipeline really did."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from polling import wait_for
 
-from .test_e2e import PIPELINE_TOML, LocalPipeline, _clean_env, _start_local
+from .test_e2e import PIPELINE_TOML, LocalPipeline, running_local
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("trace-local")]
 ROWS = ["transaction_id,amount,timestamp", "tr-f1,10.50,2024-08-09T12:34:56Z",
@@ -25,14 +24,8 @@ FILE_KEY = "incoming/trace/t.csv"
 def local(tmp_path_factory: pytest.TempPathFactory,
           build_cache: Path) -> Iterator[LocalPipeline]:
     """The pipeline, with traffic of every kind already sent through it."""
-    cwd = tmp_path_factory.mktemp("trace")
-    (cwd / "pipeline.toml").write_text(PIPELINE_TOML)
-    env = _clean_env(build_cache)
-    server, port = _start_local(cwd, env)
-    env["PIPELINECTL_LOCAL_PORT"] = str(port)
-    try:
-        pipeline = LocalPipeline(port, cwd, env)
-        pipeline.ok("up", timeout=300)
+    with running_local(tmp_path_factory.mktemp("trace"), build_cache,
+                       PIPELINE_TOML) as pipeline:
         pipeline.ok("send-test", "--amount", "1500", "--id", "tr-sns")
         pipeline.ok("send-test", "--amount", "100", "--id", "tr-sqs", "--via", "sqs")
         poison = pipeline.cli("send-test", "--amount", "2.999", "--id", "tr-dlq", "--via",
@@ -43,13 +36,6 @@ def local(tmp_path_factory: pytest.TempPathFactory,
         wait_for(lambda: pipeline.item("tr-f2") and "alerted_at" in pipeline.item("tr-f2"),
                  30, "the file's rows stored and alerted")
         yield pipeline
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def trace(local: LocalPipeline, target: str) -> dict[str, Any]:
