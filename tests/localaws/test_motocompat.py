@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -20,19 +19,6 @@ from pipelinectl.resources.role import TRUST_POLICY
 
 REGION = "us-east-1"
 BUCKET = "compat-bucket-1"
-
-
-@pytest.fixture
-def patched() -> Iterator[None]:
-    with moto.mock_aws():
-        motocompat.apply()
-        yield
-
-
-@pytest.fixture
-def plain_moto() -> Iterator[None]:
-    with moto.mock_aws(), motocompat.unpatched():
-        yield
 
 
 def client(service: str) -> Any:

@@ -6,31 +6,14 @@ at the second StartTime carried."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
-import moto
-import pytest
 
-from pipelinectl.localaws import motocompat
 from pipelinectl.localaws.motocompat_cloudwatch import rounded_start
 
 DIMS = [{"Name": "service", "Value": "fn"}]
-
-
-@pytest.fixture
-def plain_moto() -> Iterator[None]:
-    with moto.mock_aws(), motocompat.unpatched():
-        yield
-
-
-@pytest.fixture
-def patched() -> Iterator[None]:
-    with moto.mock_aws():
-        motocompat.apply()
-        yield
 
 
 def _query(key: str, namespace: str, stat: str) -> dict[str, Any]:

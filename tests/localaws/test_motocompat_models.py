@@ -4,35 +4,11 @@ to answer a request is freed. Measured by counting live objects, never by timing
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import moto
-import pytest
-
-from pipelinectl.localaws import motocompat
 
 ITEMS, SCANS = 50, 20
-
-
-@pytest.fixture
-def patched() -> Iterator[None]:
-    with moto.mock_aws():
-        motocompat.apply()
-        yield
-
-
-@pytest.fixture
-def plain_moto() -> Iterator[None]:
-    from moto.core.model_instances import reset_model_data
-
-    with moto.mock_aws(), motocompat.unpatched():
-        # Plain moto's own lists: the patch turned them into weak ones in any class that
-        # made an instance earlier in this process, and moto's original __new__ appends to
-        # whatever the class holds. moto's reset gives every class a new list.
-        reset_model_data()
-        yield
 
 
 def _live_items() -> int:

@@ -5,14 +5,9 @@ that landed while the pipeline's rule was disabled was still delivered by the lo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import moto
-import pytest
-
-from pipelinectl.localaws import motocompat
 
 BUCKET = "rule-state-bucket"
 PATTERN = json.dumps({"source": ["aws.s3", "app"], "detail-type": ["Object Created", "t"]})
@@ -20,19 +15,6 @@ PATTERN = json.dumps({"source": ["aws.s3", "app"], "detail-type": ["Object Creat
 
 def client(service: str) -> Any:
     return boto3.client(service, region_name="us-east-1")
-
-
-@pytest.fixture
-def plain_moto() -> Iterator[None]:
-    with moto.mock_aws(), motocompat.unpatched():
-        yield
-
-
-@pytest.fixture
-def patched() -> Iterator[None]:
-    with moto.mock_aws():
-        motocompat.apply()
-        yield
 
 
 def _disabled_rule_to_queue() -> str:

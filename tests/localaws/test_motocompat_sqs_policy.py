@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import boto3
-import moto
-import pytest
-
-from pipelinectl.localaws import motocompat
 
 POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
@@ -23,12 +18,6 @@ def _policy_after_unrelated_update() -> str | None:
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attrs["VisibilityTimeout"] == "60"
     return attrs.get("Policy")
-
-
-@pytest.fixture
-def plain_moto() -> Iterator[None]:
-    with moto.mock_aws(), motocompat.unpatched():
-        yield
 
 
 def test_defect_e_moto_wipes_the_policy(plain_moto: None) -> None:

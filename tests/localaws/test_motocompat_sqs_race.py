@@ -4,24 +4,14 @@ nor lose messages, as on AWS (motocompat_sqs.py)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
-import moto
 import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sqs.models import Message, sqs_backends
 
-from pipelinectl.localaws import motocompat
-
 REGION = "us-east-1"
-
-
-@pytest.fixture
-def plain_moto() -> Iterator[None]:
-    with moto.mock_aws(), motocompat.unpatched():
-        yield
 
 
 def _receive_while_another_receive_runs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
