@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from polling import wait_for
+from sample_rows import rows
 
 from pipelinectl.operate.fileruns import FileRun, read_file_run
 from pipelinectl.resources.queues import only_sender
@@ -39,7 +40,6 @@ visibility_timeout = 24
 part_size_kb = 64
 split_threshold_kb = 64
 """
-TS = "2024-08-09T12:34:56Z"
 CSV_KEY, GZ_KEY = "incoming/large/big.csv", "incoming/large/big.jsonl.gz"
 BUDGET_S = 150  # the whole story once `up` is done; it takes about 60 s here
 
@@ -61,19 +61,6 @@ def capture_alerts(local: LocalPipeline) -> str:
     sns.subscribe(TopicArn=local.names()["alerts"], Protocol="sqs", Endpoint=arn,
                   Attributes={"RawMessageDelivery": "true"})
     return url
-
-
-def rows(n: int, prefix: str) -> tuple[list[dict[str, str]], set[str], set[int]]:
-    """n rows: every 97th invalid (amount 0), every 101st over the threshold (1000)."""
-    out, big, bad = [], set(), set()
-    for i in range(1, n + 1):
-        amount = "0" if i % 97 == 0 else ("1500.00" if i % 101 == 0 else f"{i % 900 + 1}.25")
-        out.append({"transaction_id": f"{prefix}-{i}", "amount": amount, "timestamp": TS})
-        if i % 97 == 0:
-            bad.add(i)
-        elif i % 101 == 0:
-            big.add(f"{prefix}-{i}")
-    return out, big, bad
 
 
 def stored_ids(local: LocalPipeline, prefix: str) -> dict[str, str]:

@@ -16,25 +16,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sample_rows import rows
 
 from lambda_src.split import WORK_MARKER
 
 from .conftest import BUCKET, Pipeline
-
-TS = "2024-08-09T12:34:56Z"
-
-
-def rows(n: int, prefix: str) -> tuple[list[dict[str, Any]], set[str], set[int]]:
-    """n rows: every 97th invalid (amount 0), every 101st over the threshold."""
-    out, big, bad = [], set(), set()
-    for i in range(1, n + 1):
-        amount = "0" if i % 97 == 0 else ("1500.00" if i % 101 == 0 else f"{i % 900 + 1}.25")
-        out.append({"transaction_id": f"{prefix}-{i}", "amount": amount, "timestamp": TS})
-        if i % 97 == 0:
-            bad.add(i)
-        elif i % 101 == 0:
-            big.add(f"{prefix}-{i}")
-    return out, big, bad
 
 
 def as_csv(data: list[dict[str, Any]]) -> bytes:
