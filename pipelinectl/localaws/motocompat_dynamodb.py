@@ -182,7 +182,7 @@ def created_directly(original: Callable[..., Any]) -> Callable[..., Any]:
             condition_expression, expression_attribute_names, expression_attribute_values)
         if not condition.parse().expr(None):  # moto's check, on the absent item
             raise ConditionalCheckFailed
-        return self.get_table(table_name).put_item(data, overwrite=True)
+        return _store(self.get_table(table_name), data)
 
     return update_item
 
@@ -222,6 +222,24 @@ def _plain_new_item(backend: Any, table_name: str, key: dict[str, Any], expressi
     except Exception:  # moto refuses it: let moto's own path say so
         return None
     return data
+
+
+def _store(table: Any, data: dict[str, Any]) -> Any:
+    """What ``Table.put_item`` does with an item :func:`_plain_new_item` accepted (types, key
+    sizes, absence and no stream already checked), without the cost of moto's ``Item()``:
+    it re-adds the size of every attribute set so far for each attribute it sets (quadratic
+    in attributes); this item's size was bounded by ``_FAST_BYTES`` before."""
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    hash_key = DynamoType(data[table.hash_key_attr])
+    range_key = DynamoType(data[table.range_key_attr]) if table.range_key_attr else None
+    item = Item(hash_key, range_key, {})
+    item.attrs.update((name, DynamoType(value)) for name, value in data.items())
+    if range_key is None:
+        table.items[hash_key] = item
+    else:
+        table.items[hash_key][range_key] = item
+    return item
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ VPC endpoint policies, policy variables (``${aws:username}``), cross-account req
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -105,9 +106,17 @@ def parse(document: Any) -> list[dict[str, Any]]:
     if isinstance(document, bytes):
         document = document.decode()
     if isinstance(document, str):
-        document = json.loads(document)
+        return list(_parsed_text(document))
     statements = document.get("Statement", [])
     return [statements] if isinstance(statements, dict) else list(statements)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_text(document: str) -> tuple[dict[str, Any], ...]:
+    """Each policy text is decoded once: the local AWS evaluates the same few documents on
+    every request. The statements are only read, never changed."""
+    statements = json.loads(document).get("Statement", [])
+    return (statements,) if isinstance(statements, dict) else tuple(statements)
 
 
 def _listed(value: Any) -> list[str]:
