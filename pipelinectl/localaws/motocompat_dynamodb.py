@@ -131,10 +131,12 @@ def _restore(snapshots: list[Snapshot]) -> None:
 # --------------------------------------------------------------------------------------------
 # n. Creating an item with UpdateItem costs moto milliseconds of expression machinery
 
-#: ``SET #a = :a, #b = :b``: top-level names and values only, the form the processor writes.
-_SET_ONLY = re.compile(r"\s*SET\s+(#\w+\s*=\s*:\w+(?:\s*,\s*#\w+\s*=\s*:\w+)*)\s*",
-                       re.IGNORECASE)
+#: ``SET #a = :a, #b = :b [REMOVE #c, #d]``: top-level names and values only, the form the
+#: processor writes (it REMOVEs the optional fields a row lacks; on a new item, nothing).
+_SET_ONLY = re.compile(r"\s*SET\s+(#\w+\s*=\s*:\w+(?:\s*,\s*#\w+\s*=\s*:\w+)*)"
+                       r"(?:\s+REMOVE\s+(#\w+(?:\s*,\s*#\w+)*))?\s*", re.IGNORECASE)
 _ASSIGNMENT = re.compile(r"(#\w+)\s*=\s*(:\w+)")
+_NAME = re.compile(r"#\w+")
 #: Scalar types only: sets, lists and maps keep moto's own path (and its validation).
 _SCALAR_TYPES = frozenset({"S", "N", "B", "BOOL", "NULL"})
 #: Larger items keep moto's path, which raises ItemSizeToUpdateTooLarge as AWS does.
@@ -149,14 +151,17 @@ def created_directly(original: Callable[..., Any]) -> Callable[..., Any]:
     server thread per row: 7,343 of 10,000 samples of a split 20,000-row CSV, so a million
     rows took hours and splitting a file across invocations could not run faster.
 
-    An update that only SETs top-level attributes with placeholders on an item that does not
-    exist creates exactly the key plus those attributes (DynamoDB API Reference, UpdateItem:
-    "Edits an existing item's attributes, or adds a new item to the table if it does not
-    already exist"); that case is stored directly, after moto's own condition check and item
-    validation. Anything else - an existing item, another action, a name or value moto would
-    refuse, a key or index attribute, a set, list or map, a stream - goes through moto's path
-    unchanged, so every error is still moto's (tests/localaws/test_motocompat_dynamodb.py
-    checks both paths give the same items and errors for random requests)."""
+    An update that only SETs top-level attributes with placeholders (and REMOVEs others) on
+    an item that does not exist creates exactly the key plus the SET attributes (DynamoDB API
+    Reference, UpdateItem: "Edits an existing item's attributes, or adds a new item to the
+    table if it does not already exist"; REMOVE "removes one or more attributes from an
+    item", Developer Guide, "Update expressions", and a new item has none to remove: moto's
+    own path agrees, see the test); that case is stored directly, after moto's own condition
+    check and item validation. Anything else - an existing item, another action, a name or
+    value moto would refuse, a key or index attribute, a set, list or map, a stream - goes
+    through moto's path unchanged, so every error is still moto's
+    (tests/localaws/test_motocompat_dynamodb.py checks both paths give the same items and
+    errors for random requests)."""
 
     def update_item(self: Any, table_name: str, key: dict[str, Any], update_expression: str,
                     expression_attribute_names: dict[str, Any] | None,
@@ -196,14 +201,16 @@ def _plain_new_item(backend: Any, table_name: str, key: dict[str, Any], expressi
         return None
     assignments = _ASSIGNMENT.findall(match.group(1))
     attributes = [names.get(name) for name, _ in assignments]
-    if (None in attributes or len(set(attributes)) != len(attributes)
+    removed = [names.get(name) for name in _NAME.findall(match.group(2) or "")]
+    touched = attributes + removed  # moto refuses a path named twice ("overlap")
+    if (None in touched or len(set(touched)) != len(touched)
             or any(placeholder not in values for _, placeholder in assignments)):
         return None
     table = backend.get_table(table_name)
     indexed: set[Any] = {table.hash_key_attr, table.range_key_attr,
-               *table.hash_key_names, *table.range_key_names}
+                         *table.hash_key_names, *table.range_key_names}
     if (table.stream_shard is not None or set(key) != set(table.table_key_attrs)
-            or indexed.intersection(attributes)):
+            or indexed.intersection(touched)):
         return None
     data: dict[str, Any] = dict(key)
     for attribute, (_, placeholder) in zip(attributes, assignments, strict=True):

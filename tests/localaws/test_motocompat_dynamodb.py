@@ -98,7 +98,8 @@ def moto_update_item() -> Iterator[Callable[..., Any]]:
         yield DynamoDBBackend.__dict__["update_item"]
 
 
-NAMES = {"#a": "a", "#b": "b", "#d": "d", "#k": "k", "#r": "r", "#g": "g", "#c": "a"}
+NAMES = {"#a": "a", "#b": "b", "#d": "d", "#e": "e", "#f": "f", "#k": "k", "#r": "r",
+         "#g": "g", "#c": "a"}
 VALUES = {":s": {"S": "x"}, ":e": {"S": ""}, ":n": {"N": "1.5"}, ":bad": {"N": "abc"},
           ":t": {"BOOL": True}, ":null": {"NULL": True}, ":nf": {"NULL": False},
           ":ss": {"SS": ["x"]}, ":empty": {"SS": []}, ":l": {"L": [{"S": "x"}]},
@@ -109,8 +110,11 @@ PLAIN_SETS = st.lists(st.tuples(st.sampled_from(["#a", "#b", "#d"]),
                                                  ":bin", ":big"])),
                       min_size=1, max_size=3, unique_by=lambda pair: pair[0]).map(
     lambda pairs: "SET " + ", ".join(f"{n} = {v}" for n, v in pairs))
+#: ... and REMOVE the optional fields it lacks (on a new item: nothing to remove).
+REMOVES = st.lists(st.sampled_from(["#e", "#f", "#a", "#k", "#g", "#missing"]), max_size=3,
+                   unique=True).map(lambda names: f" REMOVE {', '.join(names)}" if names else "")
 EXPRESSIONS = st.one_of(
-    PLAIN_SETS,
+    st.tuples(PLAIN_SETS, REMOVES).map("".join),
     st.lists(st.tuples(st.sampled_from([*NAMES, "#missing"]),
                        st.sampled_from([*VALUES, ":missing"])), min_size=1, max_size=4).map(
         lambda pairs: "SET " + ", ".join(f"{n} = {v}" for n, v in pairs)),
@@ -198,14 +202,16 @@ def test_patch_n_same_items_and_errors_as_moto_for_random_updates(
 
 @EXAMPLES
 @given(range_key=st.booleans(), index=st.booleans(), expression=PLAIN_SETS,
-       condition=CONDITIONS)
+       condition=CONDITIONS,
+       removes=st.lists(st.sampled_from(["#e", "#f"]), unique=True).map(", ".join))
 def test_patch_n_new_items_of_plain_sets_take_the_direct_path(
         moto_update_item: Callable[..., Any], range_key: bool, index: bool, expression: str,
-        condition: str | None) -> None:
+        condition: str | None, removes: str) -> None:
     """The processor's form on a new item: stored directly, with moto's items and errors
     (a failed condition included)."""
     assert _compare(moto_update_item, range_key, index, False, {
-        "key": _right_key(range_key), "update_expression": expression,
+        "key": _right_key(range_key),
+        "update_expression": expression + (f" REMOVE {removes}" if removes else ""),
         "expression_attribute_names": dict(NAMES),
         "expression_attribute_values": dict(VALUES), "condition_expression": condition})
 
