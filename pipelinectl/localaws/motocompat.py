@@ -129,7 +129,7 @@ def _patches() -> list[_Patch]:
         _Patch(CloudWatchBackend, "get_metric_data",  # k. in its own module
                motocompat_cloudwatch.get_metric_data_as_aws),
         *motocompat_sqs.patches(_Patch),
-        *motocompat_dynamodb.patches(_Patch),  # h, j, n, o
+        *motocompat_dynamodb.patches(_Patch),  # h, j, n, o, q
         *motocompat_models.patches(_Patch),  # m
         *motocompat_server.patches(_Patch),  # p
         # Policy enforcement (enforce.py, rolecalls.py): hooks, inert until enabled.

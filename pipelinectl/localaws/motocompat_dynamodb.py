@@ -1,4 +1,4 @@
-"""moto's DynamoDB patches (h, j, n, o), beside motocompat.py which installs them with the others.
+"""moto's DynamoDB patches (h, j, n, o, q), beside motocompat.py, which installs them all.
 
 Same rules as every patch in motocompat.py: one measured difference from AWS (or a defect of
 moto's that AWS does not have), pinned to the tested moto range, with a test that unpatched
@@ -25,8 +25,15 @@ Build = Callable[[Any], Any]  # moto's original attribute -> its replacement
 # --------------------------------------------------------------------------------------------
 # h. DynamoDB item writes race each other in moto's threaded server
 
-#: The backend methods that change items (BatchWriteItem goes through put/delete_item).
-LOCKED = ("put_item", "update_item", "delete_item", "transact_write_items")
+#: The backend methods that change items (BatchWriteItem goes through put/delete_item), and
+#: (patch q) those that iterate over a table's items: DescribeTable counts them, Scan and
+#: Query walk them. Unlocked, a write landing meanwhile failed them with "dictionary changed
+#: size during iteration" (HTTP 500): `pipelinectl status` (DescribeTable) while a large
+#: file was being stored. DynamoDB "provides read-committed isolation and ensures that read
+#: operations always return committed values for an item" (Developer Guide, "DynamoDB read
+#: consistency"); here a reader waits for the write in progress, then sees whole items.
+LOCKED = ("put_item", "update_item", "delete_item", "transact_write_items",
+          "describe_table", "scan", "query")
 _WRITES = threading.RLock()
 
 

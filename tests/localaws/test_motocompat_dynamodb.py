@@ -9,6 +9,7 @@ items and raises the same errors as moto's own."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -303,3 +304,59 @@ def test_patch_p_listed_once(patched: None, listings: list[str]) -> None:
     cast(Any, backends.list_of_moto_modules).cache_clear()
     assert _route_requests(10) == ["dynamodb", "sqs"] * 5
     assert len(listings) == 1
+
+
+# ----------------------------------------------- q. reads that iterate a table during writes
+
+
+def _count_while_a_row_is_written() -> tuple[Any, threading.Thread, threading.Event]:
+    """DescribeTable (which counts the items) paused mid-count while another thread stores a
+    new row: (the DescribeTable outcome, the writer, set once the writer's put returned)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    _processor_table(ddb)
+    _processor_rows(ddb, 3)
+    backend = dynamodb_backends[ACCOUNT][REGION]
+    table = backend.get_table("txns")
+    paused, wrote = threading.Event(), threading.Event()
+
+    class PausingItems(dict):  # type: ignore[type-arg]
+        def values(self) -> Any:  # type: ignore[override]
+            view = iter(dict.values(self))
+            yield next(view)
+            paused.set()
+            wrote.wait(0.5)  # a writer that can get in does so within this
+            yield from view
+
+    table.items = PausingItems(table.items)
+
+    def write() -> None:
+        paused.wait(5)
+        backend.put_item("txns", {"transaction_id": {"S": "t-new"}})
+        wrote.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        outcome: Any = backend.describe_table("txns")["Table"]["ItemCount"]
+    except RuntimeError as exc:
+        outcome = exc
+    return outcome, writer, wrote
+
+
+def test_defect_q_moto_counts_items_while_a_write_lands(plain_moto: None) -> None:
+    outcome, writer, wrote = _count_while_a_row_is_written()
+    writer.join(5)
+    assert wrote.is_set()  # the write landed in the middle of the count
+    assert isinstance(outcome, RuntimeError)
+    assert "changed size during iteration" in str(outcome)
+
+
+def test_patch_q_a_count_waits_for_the_write_and_sees_whole_items(patched: None) -> None:
+    outcome, writer, wrote = _count_while_a_row_is_written()
+    assert outcome == 3  # the write waited: it could not land within the 0.5 s pause
+    writer.join(5)
+    assert wrote.is_set() and not writer.is_alive()  # and landed right after
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    assert ddb.describe_table(TableName="txns")["Table"]["ItemCount"] == 4
