@@ -114,7 +114,7 @@ def check(ctx: Any, run: FileRun, key: str, n: int, prefix: str) -> dict[str, An
     assert run.totals.stored + run.totals.unchanged == len(valid)
     return {"rows": n, "stored": len(items), "over_threshold": len(over),
             "rejected": len(rows), "mode": run.mode, "parts": run.parts_total,
-            "slices": len(run.slices), "run_seconds": run.seconds}
+            "slices": len(run.slice_ids), "run_seconds": run.seconds}
 
 
 def local(settings: dict[str, Any], max_concurrency: int | None) -> Any:

@@ -2,26 +2,33 @@
 
 One item per object, keyed ``RUN_KEY_PREFIX + s3://bucket/key`` (a transaction id is printable,
 so no transaction can take this key; the keys live in lambda_src/runkeys.py, shared with the
-CLI's reader pipelinectl/operate/fileruns.py), holding the latest run of that object:
-its run id, mode, parts, each finished slice's counts, and once every part is done the
-totals (rows, stored, unchanged, rejected), the number of parts and slices and the duration.
-Every write is an UpdateItem (the role's table actions) conditioned on the run id, so a late
-slice of an older run never touches a newer run's record, and the completion is written
-exactly once (``attribute_not_exists(completed_at)``).
+CLI's reader pipelinectl/operate/fileruns.py), holding the latest run of that object: its run
+id, mode, parts, running counts (rows, stored, unchanged, rejected, ADDed per slice), the
+ids of the slices counted and of the parts done (string sets), the rejects objects, and once
+every part is done the totals, the number of parts and slices and the duration. Every write
+is an UpdateItem (the role's table actions) conditioned on the run id, so a late slice of an
+older run never touches a newer run's record, and the completion is written exactly once
+(``attribute_not_exists(completed_at_ms)``). A slice is counted exactly once: the ADD is
+conditioned on its id not being in ``slice_ids`` yet, in the same call.
 
-Each work message (a part, a continuation) first *claims* its slice with its SQS message id,
-and a finished slice records where its continuation starts (``next``). SQS delivers at least
-once and a slice may be retried after it recorded and sent its continuation (a timeout or
-crash before the acknowledgement); the retry's own stopping point would differ (it depends on
-time), so without this a second chain of slices would run the rest of the file again, and
+Each slice also has a small item of its own (``slice_key``): each work message (a part, a
+continuation) first *claims* it with its SQS message id, and a slice that hands on records
+there where its continuation starts (``entry.next``) before it is counted. SQS delivers at
+least once and a slice may be retried after it recorded and sent its continuation (a timeout
+or crash before the acknowledgement); the retry's own stopping point would differ (it depends
+on time), so without this a second chain of slices would run the rest of the file again, and
 the run's counts would mix both chains' slices (seen on `pipelinectl local`: a gzip retried
-after a timeout ran as two chains, "2 running"). So: a retry of a recorded slice sends the
-recorded continuation (never its own), and a second message for a claimed slice (that
-re-sent continuation, or a duplicate delivery under another id) does nothing.
+after a timeout ran as two chains, "2 running"). So: a retry of a recorded slice counts the
+recorded entry (if the crash came before that) and sends the recorded continuation (never its
+own), and a second message for a claimed slice (that re-sent continuation, or a duplicate
+delivery under another id) does nothing. These lived in the run record until a
+1,000,000-row CSV (128 parts, ~600 slices) made every update of it O(slices): 1.5 s each
+locally, and on AWS an UpdateItem consumes write units for the whole item (Developer Guide,
+"DynamoDB read and write operations") and an item may not exceed 400 KB.
 
-A slice's counts are written with ``if_not_exists``: the first finished attempt of a slice
-defines them. After a crash the retried slice finds the crashed attempt's rows already stored
-and counts them as unchanged, so ``stored + unchanged`` is exact and ``stored`` a lower bound.
+The first finished attempt of a slice that hands on defines its counts (``if_not_exists``).
+After a crash the retried slice finds the crashed attempt's rows already stored and counts
+them as unchanged, so ``stored + unchanged`` is exact and ``stored`` a lower bound.
 """
 
 from __future__ import annotations
@@ -35,11 +42,16 @@ from botocore.exceptions import ClientError
 
 from .errors import error_code
 from .observability import logger
-from .runkeys import COUNTS, LATEST_KEY, RUN_KEY_PREFIX, run_key
+from .runkeys import COUNTS, LATEST_KEY, RUN_KEY_PREFIX, run_key, slice_key
 from .split import Work
 from .storage import from_attributes, to_attributes
 
 __all__ = ["COUNTS", "LATEST_KEY", "RUN_KEY_PREFIX", "FileRuns", "SliceCounts", "run_key"]
+
+#: What records written before slices had their own items held; removed when a run starts.
+LEGACY_FIELDS = ("slices", "claims")
+#: The running counts are top-level attributes; ``rows`` is a DynamoDB reserved word.
+COUNT_NAMES = {f"#{name}": name for name in COUNTS}
 
 
 @dataclass
@@ -60,18 +72,19 @@ class FileRuns:
         """Open the run's record (a newer run of the same object replaces an older one)."""
         values = {":r": work.run, ":uri": work.uri, ":etag": work.etag, ":size": work.size,
                   ":fmt": work.fmt + (".gz" if work.gzip else ""), ":mode": mode,
-                  ":t": work.started_ms, ":empty": {}}
-        expression = ("SET run_id = :r, uri = :uri, etag = :etag, size_bytes = :size, "
-                      "file_format = :fmt, run_mode = :mode, started_at_ms = :t, "
-                      "slices = :empty, claims = :empty "
-                      "REMOVE completed_at_ms, failed_reason, parts_done, parts_total, totals")
+                  ":t": work.started_ms}
+        sets = ("run_id = :r, uri = :uri, etag = :etag, size_bytes = :size, "
+                "file_format = :fmt, run_mode = :mode, started_at_ms = :t")
+        removes = ["completed_at_ms", "failed_reason", "parts_done", "totals", "slice_ids",
+                   "rejects_objects", *COUNT_NAMES, *LEGACY_FIELDS]
         if parts_total is not None:
-            expression = expression.replace(" REMOVE", ", parts_total = :n REMOVE").replace(
-                ", parts_total, totals", ", totals")
+            sets += ", parts_total = :n"
             values[":n"] = parts_total
-        self._update(work, expression, values, condition=(
+        else:
+            removes.append("parts_total")
+        self._update(work, f"SET {sets} REMOVE {', '.join(removes)}", values, condition=(
             "attribute_not_exists(run_id) OR (run_id <> :r AND started_at_ms <= :t)"),
-            quiet=True)
+            quiet=True, names=COUNT_NAMES)
 
     def set_parts(self, work: Work, parts_total: int) -> None:
         """The planner finished cutting: the run is complete once that many parts are."""
@@ -80,42 +93,63 @@ class FileRuns:
         self._maybe_complete(work, item)
 
     def claim(self, work: Work, message_id: str) -> tuple[bool, dict[str, Any] | None]:
-        """Claim this slice for ``message_id`` (one UpdateItem): (go on?, the slice's recorded
-        entry if a previous attempt of this message already finished it). False: another
-        message holds the slice, or a newer run the record. A copy passed on untouched
-        claims as the message it was passed on from (``work.claim``), which may have claimed
-        the slice in an attempt that then timed out. The event's own first slice has
-        no record to claim in before it hands on: it goes on, as it always did."""
-        first = work.kind == "whole" and work.slice == 1
+        """Claim this slice for ``message_id`` (one UpdateItem of its own item): (go on?, the
+        slice's recorded entry if a previous attempt of this message already handed on).
+        False: another message holds the slice. A copy passed on untouched claims as the
+        message it was passed on from (``work.claim``), which may have claimed the slice in
+        an attempt that then timed out."""
         name = f"scan-s{work.slice:04d}" if work.kind == "scan" else work.slice_id
-        item = self._update(work, "SET claims.#c = if_not_exists(claims.#c, :m)",
-                            {":r": work.run, ":m": work.claim or message_id},
-                            names={"#c": name},
-                            condition="run_id = :r AND (attribute_not_exists(claims.#c) "
-                                      "OR claims.#c = :m)", quiet=first)
-        if item is None:
-            return first, None
-        entry = (item.get("slices") or {}).get(work.slice_id)
+        try:
+            answer = self.client.update_item(
+                TableName=self.table, Key={"transaction_id": {"S": slice_key(work.run, name)}},
+                UpdateExpression="SET claimed_by = if_not_exists(claimed_by, :m)",
+                ConditionExpression="attribute_not_exists(claimed_by) OR claimed_by = :m",
+                ExpressionAttributeValues=to_attributes({":m": work.claim or message_id}),
+                ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False, None
+        entry = from_attributes(answer.get("Attributes", {})).get("entry")
         return True, entry if work.kind != "scan" else None
 
     def slice_done(self, work: Work, counts: SliceCounts, *, part_finished: bool,
                    rejects: str | None, follow: Work | None = None) -> None:
-        entry = {**{name: getattr(counts, name) for name in COUNTS},
-                 "rejects": rejects or "", "part": work.part}
-        if follow is not None:  # where the continuation starts, for a retry to re-send
+        """Count the slice in the run; one that hands on first records its entry (counts
+        and where ``follow`` starts) on its own item, for a retry to count and re-send."""
+        entry: dict[str, Any] = {**{name: getattr(counts, name) for name in COUNTS},
+                                 "rejects": rejects or "", "part": work.part}
+        if follow is not None:
             entry["next"] = {k: v for k, v in asdict(follow).items()
                              if k != "slice" and v != getattr(work, k)}
-        expression = "SET slices.#s = if_not_exists(slices.#s, :c)"
-        values: dict[str, Any] = {":r": work.run, ":c": entry}
+            answer = self.client.update_item(
+                TableName=self.table,
+                Key={"transaction_id": {"S": slice_key(work.run, work.slice_id)}},
+                UpdateExpression="SET entry = if_not_exists(entry, :e)",
+                ExpressionAttributeValues=to_attributes({":e": entry}), ReturnValues="ALL_NEW")
+            entry = from_attributes(answer.get("Attributes", {})).get("entry") or entry
+        self.count(work, entry, part_finished=part_finished)
+
+    def count(self, work: Work, entry: dict[str, Any], *, part_finished: bool) -> None:
+        """Add a slice's recorded counts to the run, once (its id joins ``slice_ids`` in the
+        same conditional ADD); complete the run if that was the last part."""
+        values: dict[str, Any] = {":r": work.run, ":id": work.slice_id,
+                                  ":ids": {work.slice_id}}
+        adds = [f"#{name} :{name}" for name in COUNTS] + ["slice_ids :ids"]
+        values.update({f":{name}": int(entry.get(name) or 0) for name in COUNTS})
         if part_finished:
-            expression += " ADD parts_done :p"
+            adds.append("parts_done :p")
             values[":p"] = {f"p{work.part:05d}"}
-        item = self._update(work, expression, values, condition="run_id = :r",
-                            names={"#s": work.slice_id})
+        if entry.get("rejects"):
+            adds.append("rejects_objects :ro")
+            values[":ro"] = {str(entry["rejects"])}
+        item = self._update(work, "ADD " + ", ".join(adds), values, condition=(
+            "run_id = :r AND attribute_not_exists(completed_at_ms) "
+            "AND NOT contains(slice_ids, :id)"), counted_already=True, names=COUNT_NAMES)
         self._maybe_complete(work, item)
 
     def single(self, work: Work, counts: SliceCounts, rejects: str | None) -> None:
-        """A file done in one invocation: the whole record in one call."""
+        """A file done in one invocation: the record, then its one slice counted."""
         self.start(work, "single", parts_total=1)
         self.slice_done(work, counts, part_finished=True, rejects=rejects)
 
@@ -132,11 +166,10 @@ class FileRuns:
         total = item.get("parts_total")
         if total is None or len(item.get("parts_done") or ()) < int(total):
             return
-        slices = (item.get("slices") or {}).values()
-        totals = {name: sum(int(s[name]) for s in slices) for name in COUNTS}
-        rejects = sorted(s["rejects"] for s in slices if s.get("rejects"))
+        rejects = sorted(item.get("rejects_objects") or ())
         now = int(self.clock() * 1000)
-        summary = {**totals, "parts": int(total), "slices": len(slices),
+        summary = {**{name: int(item.get(name) or 0) for name in COUNTS}, "parts": int(total),
+                   "slices": len(item.get("slice_ids") or ()),
                    "seconds": Decimal(now - int(item["started_at_ms"])) / 1000,
                    "rejects_objects": len(rejects), "first_rejects": rejects[:1]}
         done = self._update(work, "SET completed_at_ms = :now, totals = :tot",
@@ -158,9 +191,12 @@ class FileRuns:
                            extra={"source": work.uri, "error": error_code(exc)})
 
     def _update(self, work: Work, expression: str, values: dict[str, Any], *, condition: str,
-                names: dict[str, str] | None = None,
-                quiet: bool = False) -> dict[str, Any] | None:
-        """One UpdateItem; None when the condition failed (another run owns the record)."""
+                quiet: bool = False, counted_already: bool = False,
+                names: dict[str, str] | None = None) -> dict[str, Any] | None:
+        """One UpdateItem of the run record; None when the condition failed (another run
+        owns the record). ``counted_already``: a failed condition may also mean the slice
+        was counted before (a retry); then the record as it stands is returned, for the
+        completion check a crash may have cut short."""
         extra = {"ExpressionAttributeNames": names} if names else {}
         try:
             answer = self.client.update_item(
@@ -168,10 +204,13 @@ class FileRuns:
                                                                           work.key)}},
                 UpdateExpression=expression, ConditionExpression=condition,
                 ExpressionAttributeValues=to_attributes(values), ReturnValues="ALL_NEW",
-                **extra)
+                ReturnValuesOnConditionCheckFailure="ALL_OLD", **extra)
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
+            current = from_attributes(exc.response.get("Item") or {})
+            if counted_already and current.get("run_id") == work.run:
+                return current
             if not quiet:
                 logger.info("file run record belongs to another run; not updated",
                             extra={"source": work.uri, "run_id": work.run})

@@ -137,9 +137,10 @@ class FileProcessor:
 
     def _claimed(self, work: Work, message_id: str) -> bool:
         """Whether to read this slice: not when another message holds it (a duplicate), nor
-        when this message's earlier attempt finished it; then its recorded continuation is
-        sent again (it may not have been: the attempt can have died between the two), never
-        a new one from a different stopping point (lambda_src/fileruns.py)."""
+        when this message's earlier attempt finished it; then it is counted (if the attempt
+        died before that) and its recorded continuation sent again (it may not have been:
+        the attempt can have died between the two), never a new one from a different
+        stopping point (lambda_src/fileruns.py)."""
         assert self.runs is not None
         go, entry = self.runs.claim(work, message_id)
         if not go:
@@ -150,6 +151,8 @@ class FileProcessor:
             return True
         logger.info("file slice already done; its continuation is sent again", extra={
             "source": work.uri, "slice": work.slice_id, "run_id": work.run})
+        # The attempt may have died between recording and counting: count it (once).
+        self.runs.count(work, entry, part_finished=entry.get("next") is None)
         if entry.get("next") is not None:
             self._send([Work.from_doc({**asdict(work), **_plain(entry["next"]),
                                        "slice": work.slice + 1})])

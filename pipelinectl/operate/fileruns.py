@@ -32,19 +32,6 @@ class Counts:
     def of(cls, doc: dict[str, Any]) -> Counts:
         return cls(**{name: int(doc.get(name) or 0) for name in COUNTS})
 
-    def __add__(self, other: Counts) -> Counts:
-        return Counts(*(getattr(self, n) + getattr(other, n) for n in COUNTS))
-
-
-@dataclass(frozen=True)
-class SliceRecord:
-    """One invocation's share of the file (a part, or a continuation of one)."""
-
-    slice_id: str
-    part: int
-    counts: Counts
-    rejects: str | None  # the rejects object this slice wrote, if any
-
 
 @dataclass(frozen=True)
 class FileRun:
@@ -58,7 +45,8 @@ class FileRun:
     file_format: str | None = None
     parts_total: int | None = None
     parts_done: int = 0
-    slices: tuple[SliceRecord, ...] = ()
+    slice_ids: tuple[str, ...] = ()  # the slices counted so far (a part, or a continuation)
+    counted: Counts = field(default_factory=Counts)  # their counts, summed
     totals: Counts | None = None  # set once every part is done
     seconds: float | None = None
     failed_reason: str | None = None
@@ -75,12 +63,7 @@ class FileRun:
     @property
     def counts(self) -> Counts:
         """The totals once complete; until then the sum of the slices finished so far."""
-        if self.totals is not None:
-            return self.totals
-        total = Counts()
-        for piece in self.slices:
-            total += piece.counts
-        return total
+        return self.totals if self.totals is not None else self.counted
 
     @property
     def advice(self) -> str | None:
@@ -143,24 +126,20 @@ def parse_uri(uri: str) -> tuple[str, str]:
 def from_item(item: dict[str, Any]) -> FileRun:
     """A record (plain values, as deserialized) to a FileRun; tolerant of missing fields,
     since a run's record grows as its parts finish."""
-    slices = tuple(sorted(
-        (SliceRecord(slice_id, int(doc.get("part") or 0), Counts.of(doc),
-                     str(doc.get("rejects") or "") or None)
-         for slice_id, doc in (item.get("slices") or {}).items()),
-        key=lambda s: s.slice_id))
     totals = item.get("totals")
     return FileRun(
         uri=str(item.get("uri", "")), run_id=str(item.get("run_id", "")),
         mode=_str(item.get("run_mode")), etag=_str(item.get("etag")),
         size_bytes=_int(item.get("size_bytes")), file_format=_str(item.get("file_format")),
         parts_total=_int(item.get("parts_total")),
-        parts_done=len(item.get("parts_done") or ()), slices=slices,
-        totals=Counts.of(totals) if totals else None,
+        parts_done=len(item.get("parts_done") or ()),
+        slice_ids=tuple(sorted(str(i) for i in item.get("slice_ids") or ())),
+        counted=Counts.of(item), totals=Counts.of(totals) if totals else None,
         seconds=float(totals["seconds"]) if totals and "seconds" in totals else None,
         failed_reason=_str(item.get("failed_reason")),
         started_at=_time(item.get("started_at_ms")),
         completed_at=_time(item.get("completed_at_ms")),
-        rejects_objects=tuple(s.rejects for s in slices if s.rejects))
+        rejects_objects=tuple(sorted(str(r) for r in item.get("rejects_objects") or ())))
 
 
 def _get(dynamodb: Any, table: str, transaction_id: str) -> dict[str, Any] | None:

@@ -130,7 +130,7 @@ def test_a_split_csv_and_a_resumed_gzip_survive_killed_workers_stored_once(
     # Once both runs are under way, the next two invocations die mid-slice (SIGKILL at a
     # random point of a typical invocation): SQS gives their messages back after the
     # visibility timeout and the retries must neither lose nor repeat a row.
-    wait_for(lambda: (run := run_record(local, GZ_KEY)) is not None and len(run.slices) >= 1
+    wait_for(lambda: (run := run_record(local, GZ_KEY)) is not None and len(run.slice_ids) >= 1
              and run_record(local, CSV_KEY) is not None, 60, "both runs under way", interval=0.3)
     faults(local, "invoke:ecommerce-processor=crash@2")
 
@@ -159,7 +159,7 @@ def test_a_split_csv_and_a_resumed_gzip_survive_killed_workers_stored_once(
         assert rejected_rows(local, key) == sorted(bad)  # each bad row once
     assert csv_run.mode == "split" and csv_run.parts_total is not None \
         and csv_run.parts_total >= 3
-    assert gz_run.mode == "resumed" and len(gz_run.slices) >= 2  # finished by continuation
+    assert gz_run.mode == "resumed" and len(gz_run.slice_ids) >= 2  # finished by continuation
 
     sqs = local.client("sqs")
     alerted: Counter[str] = Counter()

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lambda_src.fileruns import LATEST_KEY, RUN_KEY_PREFIX
+from lambda_src.fileruns import RUN_KEY_PREFIX
 from lambda_src.handler import Runtime, handle
 from pipelinectl.resources.queues import MAX_MESSAGE_BYTES
 
@@ -224,7 +224,7 @@ class Pipeline:
     def runs(self) -> dict[str, dict[str, Any]]:
         """File run records by object URI (lambda_src/fileruns.py)."""
         return {k.removeprefix(RUN_KEY_PREFIX): v for k, v in self._scan().items()
-                if k.startswith(RUN_KEY_PREFIX) and k != LATEST_KEY}
+                if k.startswith(RUN_KEY_PREFIX + "s3://")}
 
     def _scan(self) -> dict[str, dict[str, Any]]:
         from lambda_src.storage import from_attributes

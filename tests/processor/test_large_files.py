@@ -124,7 +124,7 @@ def test_a_slice_is_recorded_before_its_continuation_can_run(small_parts: Pipeli
             work = json.loads(entry["MessageBody"])
             if work.get(WORK_MARKER) and work["slice"] > 1:
                 sender = f"p{work['part']:05d}s{work['slice'] - 1:04d}"
-                if sender not in (pipeline.runs().get(uri, {}).get("slices") or {}):
+                if sender not in (pipeline.runs().get(uri, {}).get("slice_ids") or set()):
                     missing.append(sender)
 
     pipeline.runtime.files.sqs.meta.events.register(
@@ -241,7 +241,7 @@ def test_parts_passed_on_untouched_by_a_busy_invocation_are_still_read(
     pipeline.runtime.persister.after_read = lambda _chunk: pipeline.clock.advance(1)
 
     def slow_claim(params: dict[str, Any], **_: Any) -> None:
-        if "claims" in params.get("UpdateExpression", ""):
+        if "claimed_by" in params.get("UpdateExpression", ""):
             pipeline.clock.advance(claim_seconds)
 
     pipeline.runtime.files.runs.client.meta.events.register(
