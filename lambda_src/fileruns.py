@@ -12,8 +12,9 @@ older run never touches a newer run's record, and the completion is written exac
 conditioned on its id not being in ``slice_ids`` yet, in the same call.
 
 Each slice also has a small item of its own (``slice_key``): each work message (a part, a
-continuation) first *claims* it with its SQS message id, and a slice that hands on records
-there where its continuation starts (``entry.next``) before it is counted. SQS delivers at
+continuation) first *claims* it with its SQS message id, and a finished slice records there
+its counts and, if it hands on, where its continuation starts (``entry.next``), before it is
+counted. SQS delivers at
 least once and a slice may be retried after it recorded and sent its continuation (a timeout
 or crash before the acknowledgement); the retry's own stopping point would differ (it depends
 on time), so without this a second chain of slices would run the rest of the file again, and
@@ -26,7 +27,7 @@ delivery under another id) does nothing. These lived in the run record until a
 locally, and on AWS an UpdateItem consumes write units for the whole item (Developer Guide,
 "DynamoDB read and write operations") and an item may not exceed 400 KB.
 
-The first finished attempt of a slice that hands on defines its counts (``if_not_exists``).
+The first finished attempt of a slice defines its counts (``if_not_exists``).
 After a crash the retried slice finds the crashed attempt's rows already stored and counts
 them as unchanged, so ``stored + unchanged`` is exact and ``stored`` a lower bound.
 """
@@ -115,19 +116,22 @@ class FileRuns:
 
     def slice_done(self, work: Work, counts: SliceCounts, *, part_finished: bool,
                    rejects: str | None, follow: Work | None = None) -> None:
-        """Count the slice in the run; one that hands on first records its entry (counts
-        and where ``follow`` starts) on its own item, for a retry to count and re-send."""
+        """Record the slice's entry (counts, and where ``follow`` starts) on its own item,
+        then count it in the run. Every slice records it, the last of a part too: a retry
+        of a counted last slice that found nothing recorded would read the part again, run
+        out of time at another row and hand on a continuation whose rows were already
+        counted (a 1,000,000-row CSV completed with 1,003,896 rows)."""
         entry: dict[str, Any] = {**{name: getattr(counts, name) for name in COUNTS},
                                  "rejects": rejects or "", "part": work.part}
         if follow is not None:
             entry["next"] = {k: v for k, v in asdict(follow).items()
                              if k != "slice" and v != getattr(work, k)}
-            answer = self.client.update_item(
-                TableName=self.table,
-                Key={"transaction_id": {"S": slice_key(work.run, work.slice_id)}},
-                UpdateExpression="SET entry = if_not_exists(entry, :e)",
-                ExpressionAttributeValues=to_attributes({":e": entry}), ReturnValues="ALL_NEW")
-            entry = from_attributes(answer.get("Attributes", {})).get("entry") or entry
+        answer = self.client.update_item(
+            TableName=self.table,
+            Key={"transaction_id": {"S": slice_key(work.run, work.slice_id)}},
+            UpdateExpression="SET entry = if_not_exists(entry, :e)",
+            ExpressionAttributeValues=to_attributes({":e": entry}), ReturnValues="ALL_NEW")
+        entry = from_attributes(answer.get("Attributes", {})).get("entry") or entry
         self.count(work, entry, part_finished=part_finished)
 
     def count(self, work: Work, entry: dict[str, Any], *, part_finished: bool) -> None:

@@ -149,8 +149,8 @@ class FileProcessor:
             return False
         if entry is None:
             return True
-        logger.info("file slice already done; its continuation is sent again", extra={
-            "source": work.uri, "slice": work.slice_id, "run_id": work.run})
+        logger.info("file slice already done; its continuation (if any) is sent again",
+                    extra={"source": work.uri, "slice": work.slice_id, "run_id": work.run})
         # The attempt may have died between recording and counting: count it (once).
         self.runs.count(work, entry, part_finished=entry.get("next") is None)
         if entry.get("next") is not None:

@@ -150,6 +150,10 @@ def test_a_slice_is_counted_once_however_often_it_is_recorded(
     for _ in range(2):
         writer.slice_done(work(1), SliceCounts(rows=10, stored=10), part_finished=True,
                           rejects=None)
+    # A part's last slice is recorded too: its retry finds it done, with nothing to hand on
+    # (read again, it could stop short and hand on rows already counted).
+    go, last_entry = writer.claim(work(1), "message-2")
+    assert go and last_entry is not None and "next" not in last_entry
     assert read(ctx).counts == Counts(rows=110, stored=110)  # type: ignore[union-attr]
     assert read(ctx).state == "running"  # type: ignore[union-attr]  # part 0 not done
     last = Work(**{**follow.__dict__, "slice": 2})
