@@ -45,27 +45,36 @@ def _processor_rows(ddb: Any, count: int) -> None:
     assert (raced, unwritten) == (set(), set())
 
 
+def _record_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, *,
+                  record: Callable[..., Any] = lambda *args: args,
+                  static: bool = False) -> list[Any]:
+    """Replace ``owner.name`` by a pass-through that appends ``record(*args)`` (unless None)
+    to the list returned: the work moto does, counted instead of timed."""
+    calls: list[Any] = []
+    real = getattr(owner, name)
+
+    def counting(*args: Any) -> Any:
+        if (entry := record(*args)) is not None:
+            calls.append(entry)
+        return real(*args)
+
+    monkeypatch.setattr(owner, name, staticmethod(counting) if static else counting)
+    return calls
+
+
 @pytest.fixture
-def validations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts moto's update-expression validations (each deep-copies and walks the tree)."""
+def validations(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """moto's update-expression validations (each deep-copies and walks the tree)."""
     from moto.dynamodb.parsing.validators import Validator
 
-    calls: list[int] = []
-    real = Validator.validate
-
-    def counting(self: Any) -> Any:
-        calls.append(1)
-        return real(self)
-
-    monkeypatch.setattr(Validator, "validate", counting)
-    return calls
+    return _record_calls(monkeypatch, Validator, "validate")
 
 
 # ------------------------------------------------------------- n. new items through UpdateItem
 
 
 def test_defect_n_moto_validates_a_new_items_update_twice(
-        plain_moto: None, validations: list[int]) -> None:
+        plain_moto: None, validations: list[Any]) -> None:
     ddb = boto3.client("dynamodb", region_name=REGION)
     _processor_table(ddb)
     _processor_rows(ddb, 10)
@@ -73,7 +82,7 @@ def test_defect_n_moto_validates_a_new_items_update_twice(
 
 
 def test_patch_n_processor_rows_stored_without_the_expression_machinery(
-        patched: None, validations: list[int]) -> None:
+        patched: None, validations: list[Any]) -> None:
     ddb = boto3.client("dynamodb", region_name=REGION)
     _processor_table(ddb)
     _processor_rows(ddb, 10)
@@ -221,29 +230,23 @@ def test_patch_n_new_items_of_plain_sets_take_the_direct_path(
 
 
 @pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The texts moto tokenizes (the first step of every parse)."""
     from moto.dynamodb.parsing.tokens import ExpressionTokenizer
 
-    texts: list[str] = []
-    real = ExpressionTokenizer.make_list
-
-    def counting(text: str) -> Any:
-        texts.append(text)
-        return real(text)
-
-    monkeypatch.setattr(ExpressionTokenizer, "make_list", staticmethod(counting))
-    return texts
+    return _record_calls(monkeypatch, ExpressionTokenizer, "make_list",
+                         record=lambda text: text, static=True)
 
 
 def test_defect_o_moto_parses_an_update_expression_per_action(
-        plain_moto: None, parses: list[str]) -> None:
+        plain_moto: None, parses: list[Any]) -> None:
     ddb = boto3.client("dynamodb", region_name=REGION)
     _processor_table(ddb)
     _processor_rows(ddb, 10)
     assert len(parses) == 10 * 2 and len(set(parses)) == 1  # the same text each time
 
 
-def test_patch_o_each_expression_parsed_once(patched: None, parses: list[str]) -> None:
+def test_patch_o_each_expression_parsed_once(patched: None, parses: list[Any]) -> None:
     from moto.dynamodb.parsing.expressions import (  # type: ignore[attr-defined]
         UpdateExpressionParser,
     )
@@ -272,17 +275,10 @@ def test_patch_o_each_expression_parsed_once(patched: None, parses: list[str]) -
 
 
 @pytest.fixture
-def listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-    real = os.listdir
-
-    def counting(path: Any = ".") -> list[str]:
-        if str(path).endswith("moto"):  # moto's package (imports list other directories)
-            calls.append(str(path))
-        return real(path)
-
-    monkeypatch.setattr(os, "listdir", counting)
-    return calls
+def listings(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Listings of moto's own package directory (imports list other directories)."""
+    return _record_calls(monkeypatch, os, "listdir", record=lambda path=".": (
+        str(path) if str(path).endswith("moto") else None))
 
 
 def _route_requests(count: int) -> list[Any]:
@@ -293,12 +289,12 @@ def _route_requests(count: int) -> list[Any]:
 
 
 def test_defect_p_moto_lists_its_package_directory_per_request(
-        plain_moto: None, listings: list[str]) -> None:
+        plain_moto: None, listings: list[Any]) -> None:
     assert _route_requests(10) == ["dynamodb", "sqs"] * 5
     assert len(listings) == 10
 
 
-def test_patch_p_listed_once(patched: None, listings: list[str]) -> None:
+def test_patch_p_listed_once(patched: None, listings: list[Any]) -> None:
     from moto import backends
 
     cast(Any, backends.list_of_moto_modules).cache_clear()
