@@ -115,12 +115,13 @@ class FileRuns:
         return True, entry if work.kind != "scan" else None
 
     def slice_done(self, work: Work, counts: SliceCounts, *, part_finished: bool,
-                   rejects: str | None, follow: Work | None = None) -> None:
+                   rejects: str | None, follow: Work | None = None) -> dict[str, Any]:
         """Record the slice's entry (counts, and where ``follow`` starts) on its own item,
         then count it in the run. Every slice records it, the last of a part too: a retry
         of a counted last slice that found nothing recorded would read the part again, run
         out of time at another row and hand on a continuation whose rows were already
-        counted (a 1,000,000-row CSV completed with 1,003,896 rows)."""
+        counted (a 1,000,000-row CSV completed with 1,003,896 rows). Returns the entry as
+        recorded: another attempt of the slice may have recorded first (see files.py)."""
         entry: dict[str, Any] = {**{name: getattr(counts, name) for name in COUNTS},
                                  "rejects": rejects or "", "part": work.part}
         if follow is not None:
@@ -132,7 +133,8 @@ class FileRuns:
             UpdateExpression="SET entry = if_not_exists(entry, :e)",
             ExpressionAttributeValues=to_attributes({":e": entry}), ReturnValues="ALL_NEW")
         entry = from_attributes(answer.get("Attributes", {})).get("entry") or entry
-        self.count(work, entry, part_finished=part_finished)
+        self.count(work, entry, part_finished="next" not in entry)
+        return entry
 
     def count(self, work: Work, entry: dict[str, Any], *, part_finished: bool) -> None:
         """Add a slice's recorded counts to the run, once (its id joins ``slice_ids`` in the
@@ -152,10 +154,10 @@ class FileRuns:
             "AND NOT contains(slice_ids, :id)"), counted_already=True, names=COUNT_NAMES)
         self._maybe_complete(work, item)
 
-    def single(self, work: Work, counts: SliceCounts, rejects: str | None) -> None:
+    def single(self, work: Work, counts: SliceCounts, rejects: str | None) -> dict[str, Any]:
         """A file done in one invocation: the record, then its one slice counted."""
         self.start(work, "single", parts_total=1)
-        self.slice_done(work, counts, part_finished=True, rejects=rejects)
+        return self.slice_done(work, counts, part_finished=True, rejects=rejects)
 
     def failed(self, work: Work, reason: str) -> None:
         logger.error("file run cannot finish", extra={"source": work.uri, "reason": reason})
