@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_large_files.py --compare [--csv-rows 20000]
 
 Default mode: starts the local AWS in this process, `up` with the default settings, drops a
-CSV of ``--csv-rows`` rows (about 52 bytes a row: 1,000,000 rows = 52 MB, split into parts)
+CSV of ``--csv-rows`` rows (about 42 bytes a row: 1,000,000 rows = 41.7 MB, split into parts)
 and a gzip of ``--gz-rows`` JSON Lines (finished by continuation), waits for both run records
 to complete, then asserts: every valid row stored once (one item per id, its source the
 row's number in the file), every over-threshold row alerted once, every invalid row in the
