@@ -101,21 +101,18 @@ class FileRuns:
         an attempt that then timed out."""
         name = f"scan-s{work.slice:04d}" if work.kind == "scan" else work.slice_id
         try:
-            answer = self.client.update_item(
-                TableName=self.table, Key={"transaction_id": {"S": slice_key(work.run, name)}},
-                UpdateExpression="SET claimed_by = if_not_exists(claimed_by, :m)",
-                ConditionExpression="attribute_not_exists(claimed_by) OR claimed_by = :m",
-                ExpressionAttributeValues=to_attributes({":m": work.claim or message_id}),
-                ReturnValues="ALL_NEW")
+            item = self._update_slice(
+                work, name, "SET claimed_by = if_not_exists(claimed_by, :m)",
+                {":m": work.claim or message_id},
+                condition="attribute_not_exists(claimed_by) OR claimed_by = :m")
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             return False, None
-        entry = from_attributes(answer.get("Attributes", {})).get("entry")
-        return True, entry if work.kind != "scan" else None
+        return True, item.get("entry") if work.kind != "scan" else None
 
-    def slice_done(self, work: Work, counts: SliceCounts, *, part_finished: bool,
-                   rejects: str | None, follow: Work | None = None) -> dict[str, Any]:
+    def slice_done(self, work: Work, counts: SliceCounts, *, rejects: str | None,
+                   follow: Work | None = None) -> dict[str, Any]:
         """Record the slice's entry (counts, and where ``follow`` starts) on its own item,
         then count it in the run. Every slice records it, the last of a part too: a retry
         of a counted last slice that found nothing recorded would read the part again, run
@@ -127,23 +124,21 @@ class FileRuns:
         if follow is not None:
             entry["next"] = {k: v for k, v in asdict(follow).items()
                              if k != "slice" and v != getattr(work, k)}
-        answer = self.client.update_item(
-            TableName=self.table,
-            Key={"transaction_id": {"S": slice_key(work.run, work.slice_id)}},
-            UpdateExpression="SET entry = if_not_exists(entry, :e)",
-            ExpressionAttributeValues=to_attributes({":e": entry}), ReturnValues="ALL_NEW")
-        entry = from_attributes(answer.get("Attributes", {})).get("entry") or entry
-        self.count(work, entry, part_finished="next" not in entry)
+        item = self._update_slice(work, work.slice_id, "SET entry = if_not_exists(entry, :e)",
+                                  {":e": entry})
+        entry = item.get("entry") or entry
+        self.count(work, entry)
         return entry
 
-    def count(self, work: Work, entry: dict[str, Any], *, part_finished: bool) -> None:
+    def count(self, work: Work, entry: dict[str, Any]) -> None:
         """Add a slice's recorded counts to the run, once (its id joins ``slice_ids`` in the
-        same conditional ADD); complete the run if that was the last part."""
+        same conditional ADD); an entry with no continuation finished its part. Complete
+        the run if that was the last part."""
         values: dict[str, Any] = {":r": work.run, ":id": work.slice_id,
                                   ":ids": {work.slice_id}}
         adds = [f"#{name} :{name}" for name in COUNTS] + ["slice_ids :ids"]
         values.update({f":{name}": int(entry.get(name) or 0) for name in COUNTS})
-        if part_finished:
+        if entry.get("next") is None:
             adds.append("parts_done :p")
             values[":p"] = {f"p{work.part:05d}"}
         if entry.get("rejects"):
@@ -157,7 +152,7 @@ class FileRuns:
     def single(self, work: Work, counts: SliceCounts, rejects: str | None) -> dict[str, Any]:
         """A file done in one invocation: the record, then its one slice counted."""
         self.start(work, "single", parts_total=1)
-        return self.slice_done(work, counts, part_finished=True, rejects=rejects)
+        return self.slice_done(work, counts, rejects=rejects)
 
     def failed(self, work: Work, reason: str) -> None:
         logger.error("file run cannot finish", extra={"source": work.uri, "reason": reason})
@@ -195,6 +190,16 @@ class FileRuns:
         except ClientError as exc:  # bookkeeping only: the rows are stored
             logger.warning("could not record the latest file run",
                            extra={"source": work.uri, "error": error_code(exc)})
+
+    def _update_slice(self, work: Work, name: str, expression: str, values: dict[str, Any],
+                      condition: str | None = None) -> dict[str, Any]:
+        """One UpdateItem of a slice's own item; the item as it stands afterwards."""
+        extra = {"ConditionExpression": condition} if condition else {}
+        answer = self.client.update_item(
+            TableName=self.table, Key={"transaction_id": {"S": slice_key(work.run, name)}},
+            UpdateExpression=expression, ExpressionAttributeValues=to_attributes(values),
+            ReturnValues="ALL_NEW", **extra)
+        return from_attributes(answer.get("Attributes", {}))
 
     def _update(self, work: Work, expression: str, values: dict[str, Any], *, condition: str,
                 quiet: bool = False, counted_already: bool = False,

@@ -152,7 +152,7 @@ class FileProcessor:
         logger.info("file slice already done; its continuation (if any) is sent again",
                     extra={"source": work.uri, "slice": work.slice_id, "run_id": work.run})
         # The attempt may have died between recording and counting: count it (once).
-        self.runs.count(work, entry, part_finished=entry.get("next") is None)
+        self.runs.count(work, entry)
         recorded = _recorded_continuation(work, entry)
         if recorded is not None:
             self._send([recorded])
@@ -278,8 +278,7 @@ class FileProcessor:
             else:
                 if work.slice == 1 and work.kind == "whole":  # resumed: a run of one part
                     self.runs.start(work, "resumed", parts_total=1)
-                entry = self.runs.slice_done(work, counts, part_finished=follow is None,
-                                             rejects=rejects, follow=follow)
+                entry = self.runs.slice_done(work, counts, rejects=rejects, follow=follow)
             # Two attempts of one slice can run at once (a message passed on by a busy
             # invocation that then timed out is retried while its copy runs): they stop at
             # different rows, and only the entry recorded first counts. Its continuation is

@@ -58,7 +58,7 @@ def test_a_split_run_reads_as_running_then_complete(ctx: Context,
     writer.start(work(), "split")
     writer.set_parts(work(), 2)
     writer.slice_done(work(0), SliceCounts(rows=100, stored=97, unchanged=0, rejected=3),
-                      part_finished=True, rejects="rejected/big.csv.part-00000.errors.jsonl")
+                      rejects="rejected/big.csv.part-00000.errors.jsonl")
     running = read(ctx)
     assert running is not None and running.state == "running"
     assert (running.mode, running.parts_done, running.parts_total) == ("split", 1, 2)
@@ -69,7 +69,7 @@ def test_a_split_run_reads_as_running_then_complete(ctx: Context,
 
     clock.now += 12.5
     writer.slice_done(work(1), SliceCounts(rows=50, stored=40, unchanged=10, rejected=0),
-                      part_finished=True, rejects=None)
+                      rejects=None)
     done = read(ctx)
     assert done is not None and done.state == "complete"
     assert done.uri == f"s3://{BUCKET}/{KEY}" and done.run_id == "run-1"
@@ -139,17 +139,16 @@ def test_a_slice_is_counted_once_however_often_it_is_recorded(
     writer.set_parts(work(), 2)
     first = SliceCounts(rows=100, stored=100)
     follow = Work(**{**work(0).__dict__, "start": 4096, "row": 101})
-    writer.slice_done(work(0), first, part_finished=False, rejects=None, follow=follow)
+    writer.slice_done(work(0), first, rejects=None, follow=follow)
     writer.slice_done(work(0), SliceCounts(rows=120, stored=0, unchanged=120),
-                      part_finished=False, rejects=None, follow=follow)  # the retry
+                      rejects=None, follow=follow)  # the retry
     running = read(ctx)
     assert running is not None and running.counts == Counts(rows=100, stored=100)
     go, entry = writer.claim(work(0), "message-1")
     assert go and entry is not None and int(entry["rows"]) == 100
-    writer.count(work(0), entry, part_finished=False)  # what a retry of it does: nothing new
+    writer.count(work(0), entry)  # what a retry of it does: nothing new
     for _ in range(2):
-        writer.slice_done(work(1), SliceCounts(rows=10, stored=10), part_finished=True,
-                          rejects=None)
+        writer.slice_done(work(1), SliceCounts(rows=10, stored=10), rejects=None)
     # A part's last slice is recorded too: its retry finds it done, with nothing to hand on
     # (read again, it could stop short and hand on rows already counted).
     go, last_entry = writer.claim(work(1), "message-2")
@@ -157,7 +156,7 @@ def test_a_slice_is_counted_once_however_often_it_is_recorded(
     assert read(ctx).counts == Counts(rows=110, stored=110)  # type: ignore[union-attr]
     assert read(ctx).state == "running"  # type: ignore[union-attr]  # part 0 not done
     last = Work(**{**follow.__dict__, "slice": 2})
-    writer.slice_done(last, SliceCounts(rows=5, stored=5), part_finished=True, rejects=None)
+    writer.slice_done(last, SliceCounts(rows=5, stored=5), rejects=None)
     done = read(ctx)
     assert done is not None and done.state == "complete"
     assert done.totals == Counts(rows=115, stored=115) and len(done.slice_ids) == 3
@@ -174,7 +173,7 @@ def test_the_run_record_stays_small_however_many_slices(
     for part in range(300):
         piece = work(part)
         writer.claim(piece, f"message-{part}")
-        writer.slice_done(piece, SliceCounts(rows=10, stored=9, rejected=1), part_finished=True,
+        writer.slice_done(piece, SliceCounts(rows=10, stored=9, rejected=1),
                           rejects=f"rejected/big.csv.part-{part:05d}.errors.jsonl")
     item = ctx.client("dynamodb").get_item(
         TableName=ctx.names.table, Key={"transaction_id": {"S": run_key(BUCKET, KEY)}})["Item"]

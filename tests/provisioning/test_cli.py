@@ -54,7 +54,7 @@ def test_status_reports_the_latest_file_run_and_what_to_do_when_it_failed(
     runs.start(work, "split", parts_total=2)
     for part in (0, 1):
         runs.slice_done(Work(**{**work.__dict__, "part": part}),
-                        SliceCounts(rows=1000, stored=990, rejected=10), part_finished=True,
+                        SliceCounts(rows=1000, stored=990, rejected=10),
                         rejects=f"rejected/big.csv.part-0000{part}.errors.jsonl")
     payload = json.loads(cli("--output", "json", "status").output)["latest_file_run"]
     assert (payload["uri"], payload["state"], payload["mode"]) == (
