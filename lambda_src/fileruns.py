@@ -133,7 +133,13 @@ class FileRuns:
     def count(self, work: Work, entry: dict[str, Any]) -> None:
         """Add a slice's recorded counts to the run, once (its id joins ``slice_ids`` in the
         same conditional ADD); an entry with no continuation finished its part. Complete
-        the run if that was the last part."""
+        the run if that was the last part.
+
+        AWS: ADD adds a number to a number attribute and elements to a set, creating either
+        if absent (Developer Guide, "Update expressions", ADD); ``contains(path, operand)`` is
+        true for "a Set that contains a particular element" (Developer Guide, "Condition and
+        filter expressions, operators, and functions"). That it is false for an absent
+        attribute (the run's first slice) is not stated there; moto and the tests rely on it."""
         values: dict[str, Any] = {":r": work.run, ":id": work.slice_id,
                                   ":ids": {work.slice_id}}
         adds = [f"#{name} :{name}" for name in COUNTS] + ["slice_ids :ids"]
